@@ -1,0 +1,399 @@
+//! The typed facade users hold.
+
+use std::borrow::{Borrow, Cow};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::single_flight::{Flights, Role};
+use crate::{Backend, BoxError, Cbor, Condition, Error, Result, Serializer, SetOptions, Ttl};
+
+/// A typed cache of `V` values over any [`Backend`].
+///
+/// It applies the key prefix (so several caches share one store without seeing each other's
+/// keys), the default TTL and the serializer, then calls the store with full keys. Cloning is
+/// cheap: clones share the store, the settings and the single-flight table.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cache_core::Result<()> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use cache_core::{Cache, testing::ReferenceBackend};
+///
+/// let cache: Cache<String> = Cache::builder(Arc::new(ReferenceBackend::default()))
+///     .prefix("greetings:")
+///     .default_ttl(Duration::from_secs(60))
+///     .build();
+///
+/// cache.set("en", &"hello".to_string()).await?;
+/// assert_eq!(cache.get("en").await?.as_deref(), Some("hello"));
+/// assert_eq!(cache.get("fr").await?, None);
+/// # Ok(()) }
+/// ```
+pub struct Cache<V> {
+    inner: Arc<Inner<V>>,
+}
+
+struct Inner<V> {
+    backend: Arc<dyn Backend>,
+    prefix: String,
+    default_ttl: Option<Duration>,
+    serializer: Box<dyn Serializer<V>>,
+    serializer_name: &'static str,
+    flights: Flights<V>,
+}
+
+impl<V> Clone for Cache<V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<V> fmt::Debug for Cache<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend)
+            .field("prefix", &self.inner.prefix)
+            .field("default_ttl", &self.inner.default_ttl)
+            .field("serializer", &self.inner.serializer_name)
+            .finish()
+    }
+}
+
+/// Builds a [`Cache`]; start with [`Cache::builder`].
+#[must_use]
+pub struct CacheBuilder<V, S = Cbor> {
+    backend: Arc<dyn Backend>,
+    prefix: String,
+    default_ttl: Option<Duration>,
+    serializer: S,
+    value: PhantomData<fn() -> V>,
+}
+
+impl<V, S> CacheBuilder<V, S> {
+    /// Prepends `prefix` to every key. Default: none.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The TTL of writes that do not choose one. Default: no expiry.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Encodes values with `serializer` instead of [`Cbor`].
+    pub fn serializer<S2: Serializer<V>>(self, serializer: S2) -> CacheBuilder<V, S2> {
+        CacheBuilder {
+            backend: self.backend,
+            prefix: self.prefix,
+            default_ttl: self.default_ttl,
+            serializer,
+            value: PhantomData,
+        }
+    }
+
+    /// The cache.
+    pub fn build(self) -> Cache<V>
+    where
+        S: Serializer<V>,
+        V: 'static,
+    {
+        Cache {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                prefix: self.prefix,
+                default_ttl: self.default_ttl,
+                serializer: Box::new(self.serializer),
+                serializer_name: std::any::type_name::<S>(),
+                flights: Flights::default(),
+            }),
+        }
+    }
+}
+
+impl<V: Send + Sync + 'static> Cache<V> {
+    /// Starts building a cache over `backend` (any store, or what `cachette::open(url)` returns).
+    pub fn builder(backend: Arc<dyn Backend>) -> CacheBuilder<V, Cbor> {
+        CacheBuilder {
+            backend,
+            prefix: String::new(),
+            default_ttl: None,
+            serializer: Cbor,
+            value: PhantomData,
+        }
+    }
+
+    /// The store behind this cache.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The prefix of every key of this cache.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The TTL of writes that do not choose one.
+    pub fn default_ttl(&self) -> Option<Duration> {
+        self.inner.default_ttl
+    }
+
+    /// The value under `key`, `None` if absent or expired. Bytes that do not decode give
+    /// [`Error::Decode`] naming the key; other keys keep working.
+    pub async fn get(&self, key: &str) -> Result<Option<V>> {
+        let full_key = self.full_key(key);
+        match self.inner.backend.get(&full_key).await? {
+            Some(bytes) => self.decode(key, bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The values of the present keys among `keys`, by the caller's key (without the prefix), in
+    /// one store round trip. Missing and expired keys are left out; duplicates are fine.
+    pub async fn get_many<K: AsRef<str>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<HashMap<String, V>> {
+        let full_keys: Vec<String> = keys
+            .into_iter()
+            .map(|key| self.full_key(key.as_ref()).into_owned())
+            .collect();
+        let values = self.inner.backend.get_many(&full_keys).await?;
+        let prefix_len = self.inner.prefix.len();
+        let mut found = HashMap::with_capacity(values.len());
+        for (mut key, value) in full_keys.into_iter().zip(values) {
+            if let Some(bytes) = value {
+                // The caller's key is the full key without the prefix: cut it in place rather
+                // than allocate a copy per key found.
+                key.replace_range(..prefix_len, "");
+                let value = self.decode(&key, bytes)?;
+                found.insert(key, value);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes `value` under `key` with the default TTL.
+    pub async fn set(&self, key: &str, value: &V) -> Result<()> {
+        self.set_with(key, value, SetOptions::new()).await.map(drop)
+    }
+
+    /// Writes `value` under `key` with `options`; returns whether it wrote (only
+    /// [`SetOptions::if_not_exists`] can make it `false`).
+    pub async fn set_with(&self, key: &str, value: &V, options: SetOptions) -> Result<bool> {
+        let bytes = self.encode(key, value)?;
+        let ttl = options.resolve_ttl(self.inner.default_ttl);
+        self.inner
+            .backend
+            .set(&self.full_key(key), bytes, ttl, options.condition)
+            .await
+    }
+
+    /// Writes every item with the default TTL, atomically and in one round trip. Every value is
+    /// encoded before anything is written, so an encoding error writes nothing.
+    pub async fn set_many<K, B>(&self, items: impl IntoIterator<Item = (K, B)>) -> Result<()>
+    where
+        K: AsRef<str>,
+        B: Borrow<V>,
+    {
+        self.set_many_with(items, SetOptions::new()).await
+    }
+
+    /// [`Cache::set_many`] with `options`. A conditional write
+    /// ([`SetOptions::if_not_exists`]) is [`Error::Unsupported`] for batches.
+    pub async fn set_many_with<K, B>(
+        &self,
+        items: impl IntoIterator<Item = (K, B)>,
+        options: SetOptions,
+    ) -> Result<()>
+    where
+        K: AsRef<str>,
+        B: Borrow<V>,
+    {
+        if options.condition != Condition::Always {
+            return Err(Error::Unsupported {
+                store: self.inner.backend.name(),
+                operation: "set_many_with(if_not_exists)",
+            });
+        }
+        let entries = items
+            .into_iter()
+            .map(|(key, value)| {
+                let key = key.as_ref();
+                Ok((
+                    self.full_key(key).into_owned(),
+                    self.encode(key, value.borrow())?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ttl = options.resolve_ttl(self.inner.default_ttl);
+        self.inner.backend.set_many(entries, ttl).await
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        self.inner.backend.delete(&self.full_key(key)).await
+    }
+
+    /// Removes `keys` in one round trip; returns how many distinct keys were present.
+    pub async fn delete_many<K: AsRef<str>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<u64> {
+        let full_keys: Vec<String> = keys
+            .into_iter()
+            .map(|key| self.full_key(key.as_ref()).into_owned())
+            .collect();
+        if full_keys.is_empty() {
+            return Ok(0);
+        }
+        self.inner.backend.delete_many(&full_keys).await
+    }
+
+    /// Whether `key` is present and not expired.
+    pub async fn contains(&self, key: &str) -> Result<bool> {
+        self.inner.backend.contains(&self.full_key(key)).await
+    }
+
+    /// Changes the expiry of a present key: `Some(d)` expires it after `d`, `None` makes it
+    /// eternal. Returns whether the key was present.
+    pub async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        self.inner.backend.expire_in(&self.full_key(key), ttl).await
+    }
+
+    /// The expiry of `key`: `None` if absent, else [`Ttl::Eternal`] or [`Ttl::Remaining`].
+    pub async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        self.inner.backend.ttl(&self.full_key(key)).await
+    }
+
+    /// Removes every key of this cache (those under its prefix) and nothing else; returns how many
+    /// it removed. With an empty prefix this empties the whole store.
+    pub async fn clear(&self) -> Result<u64> {
+        self.inner.backend.clear_prefix(&self.inner.prefix).await
+    }
+
+    /// Closes the store behind this cache (and behind every cache sharing it).
+    pub async fn close(&self) -> Result<()> {
+        self.inner.backend.close().await
+    }
+
+    /// The value under `key`; when absent, runs `loader`, stores its value with the default TTL
+    /// and returns it.
+    ///
+    /// Single flight: while one caller loads a key, every other caller of this cache (and its
+    /// clones) asking for the same key waits for that load instead of starting its own. A loader
+    /// error reaches every waiter as [`Error::Load`] and nothing is cached. If the loading caller
+    /// is cancelled or its loader panics, a waiter takes over with its own loader. When storing
+    /// the loaded value fails, the loading caller gets that error and the waiters get the value.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use cache_core::{Cache, testing::ReferenceBackend};
+    ///
+    /// let cache: Cache<u64> = Cache::builder(Arc::new(ReferenceBackend::default())).build();
+    /// let answer = cache
+    ///     .get_or_insert_with("answer", || async { Ok::<_, std::io::Error>(42) })
+    ///     .await?;
+    /// assert_eq!(answer, 42);
+    /// assert_eq!(cache.get("answer").await?, Some(42));
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_insert_with<F, Fut, E>(&self, key: &str, loader: F) -> Result<V>
+    where
+        V: Clone,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Into<BoxError>,
+    {
+        if let Some(value) = self.get(key).await? {
+            return Ok(value);
+        }
+        let full_key = self.full_key(key);
+        let guard = loop {
+            match self.inner.flights.join(&full_key) {
+                Role::Leader(guard) => break guard,
+                Role::Waiter(mut slot) => {
+                    if let Ok(outcome) = slot.wait_for(Option::is_some).await
+                        && let Some(outcome) = outcome.as_ref()
+                    {
+                        return outcome.clone().map_err(|source| Error::Load {
+                            key: key.to_owned(),
+                            source,
+                        });
+                    }
+                    // The loader's caller went away without an outcome: try again.
+                    if let Some(value) = self.get(key).await? {
+                        return Ok(value);
+                    }
+                }
+            }
+        };
+        // A load that finished between our miss and our joining has stored its value already.
+        if let Some(value) = self.get(key).await? {
+            guard.publish(Ok(value.clone()));
+            return Ok(value);
+        }
+        match loader().await {
+            Ok(value) => {
+                let stored = self.set(key, &value).await;
+                guard.publish(Ok(value.clone()));
+                stored.map(|()| value)
+            }
+            Err(error) => {
+                let source: Arc<dyn std::error::Error + Send + Sync> = Arc::from(error.into());
+                guard.publish(Err(Arc::clone(&source)));
+                Err(Error::Load {
+                    key: key.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// The store's key for `key`. Without a prefix it is the caller's key itself, borrowed, so
+    /// that single-key calls allocate nothing for it.
+    fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        if self.inner.prefix.is_empty() {
+            return Cow::Borrowed(key);
+        }
+        let mut full_key = String::with_capacity(self.inner.prefix.len() + key.len());
+        full_key.push_str(&self.inner.prefix);
+        full_key.push_str(key);
+        Cow::Owned(full_key)
+    }
+
+    fn encode(&self, key: &str, value: &V) -> Result<Bytes> {
+        self.inner
+            .serializer
+            .encode(value)
+            .map_err(|source| Error::Encode {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    fn decode(&self, key: &str, bytes: Bytes) -> Result<V> {
+        self.inner
+            .serializer
+            .decode(bytes)
+            .map_err(|source| Error::Decode {
+                key: key.to_owned(),
+                source,
+            })
+    }
+}

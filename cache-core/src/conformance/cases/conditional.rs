@@ -1,0 +1,135 @@
+//! If-not-exists writes and concurrent writers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{LONG_TTL, bytes};
+use crate::conformance::Ctx;
+use crate::{Condition, Error, Result, Ttl};
+
+/// An if-not-exists write of an absent key writes and says so.
+pub async fn if_not_exists_writes_an_absent_key(ctx: Ctx) -> Result<()> {
+    let key = ctx.key("k");
+    assert!(
+        ctx.backend()
+            .set(&key, bytes("v"), Some(LONG_TTL), Condition::IfNotExists)
+            .await?
+    );
+    assert_eq!(ctx.backend().get(&key).await?, Some(bytes("v")));
+    assert!(matches!(
+        ctx.backend().ttl(&key).await?,
+        Some(Ttl::Remaining(_))
+    ));
+    Ok(())
+}
+
+/// An if-not-exists write of a present key changes neither its value nor its TTL.
+pub async fn if_not_exists_keeps_an_existing_value_and_ttl(ctx: Ctx) -> Result<()> {
+    let key = ctx.key("k");
+    ctx.backend()
+        .set(&key, bytes("first"), None, Condition::Always)
+        .await?;
+    assert!(
+        !ctx.backend()
+            .set(
+                &key,
+                bytes("second"),
+                Some(Duration::from_millis(50)),
+                Condition::IfNotExists
+            )
+            .await?
+    );
+    assert_eq!(ctx.backend().get(&key).await?, Some(bytes("first")));
+    assert_eq!(ctx.backend().ttl(&key).await?, Some(Ttl::Eternal));
+    Ok(())
+}
+
+/// 64 tasks race an if-not-exists write of one key: exactly one wins, and its value stays.
+pub async fn if_not_exists_race_of_64_tasks_has_one_winner(ctx: Ctx) -> Result<()> {
+    for round in 0..3 {
+        let key = ctx.key(&format!("race{round}"));
+        let barrier = Arc::new(tokio::sync::Barrier::new(64));
+        let tasks: Vec<_> = (0..64)
+            .map(|task| {
+                let (backend, key, barrier) =
+                    (Arc::clone(ctx.backend()), key.clone(), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let value = Bytes::from(format!("task {task}"));
+                    let won = backend
+                        .set(&key, value.clone(), Some(LONG_TTL), Condition::IfNotExists)
+                        .await?;
+                    Ok::<_, Error>(won.then_some(value))
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            let outcome = task
+                .await
+                .map_err(|e| Error::backend("conformance", "join", None, e))?;
+            winners.extend(outcome?);
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: {} tasks won",
+            winners.len()
+        );
+        assert_eq!(ctx.backend().get(&key).await?, Some(winners[0].clone()));
+    }
+    Ok(())
+}
+
+/// An if-not-exists write with `Duration::ZERO` leaves the key absent.
+pub async fn if_not_exists_with_zero_ttl_leaves_nothing(ctx: Ctx) -> Result<()> {
+    let key = ctx.key("k");
+    ctx.backend()
+        .set(
+            &key,
+            bytes("v"),
+            Some(Duration::ZERO),
+            Condition::IfNotExists,
+        )
+        .await?;
+    assert_eq!(ctx.backend().get(&key).await?, None);
+    Ok(())
+}
+
+/// 32 tasks writing 50 keys each, concurrently: every write is there afterwards.
+pub async fn concurrent_writers_of_distinct_keys_lose_nothing(ctx: Ctx) -> Result<()> {
+    let tasks: Vec<_> = (0..32)
+        .map(|task| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    let key = ctx.key(&format!("t{task}:k{i}"));
+                    ctx.backend()
+                        .set(
+                            &key,
+                            Bytes::from(format!("{task}/{i}")),
+                            None,
+                            Condition::Always,
+                        )
+                        .await?;
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .map_err(|e| Error::backend("conformance", "join", None, e))??;
+    }
+    let keys: Vec<String> = (0..32)
+        .flat_map(|task| (0..50).map(move |i| (task, i)))
+        .map(|(task, i)| ctx.key(&format!("t{task}:k{i}")))
+        .collect();
+    let values = ctx.backend().get_many(&keys).await?;
+    for (n, value) in values.into_iter().enumerate() {
+        assert_eq!(value, Some(Bytes::from(format!("{}/{}", n / 50, n % 50))));
+    }
+    Ok(())
+}

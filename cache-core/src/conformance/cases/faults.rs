@@ -1,0 +1,63 @@
+//! Bytes that are not a `V` give a typed error naming the key, and the cache keeps working.
+
+use bytes::Bytes;
+
+use super::{Doc, doc};
+use crate::conformance::Ctx;
+use crate::{Condition, Error, Json, Result};
+
+async fn plant(ctx: &Ctx, name: &str, garbage: &'static [u8]) -> Result<()> {
+    ctx.backend()
+        .set(
+            &ctx.key(name),
+            Bytes::from_static(garbage),
+            None,
+            Condition::Always,
+        )
+        .await
+        .map(drop)
+}
+
+/// `get` of corrupt bytes is `Error::Decode` with the caller's key.
+pub async fn corrupt_bytes_give_decode_error_naming_the_key(ctx: Ctx) -> Result<()> {
+    let cache = ctx.cache::<Doc>();
+    plant(&ctx, "bad", b"\xff\x00\x13garbage").await?;
+    match cache.get("bad").await {
+        Err(Error::Decode { key, .. }) => assert_eq!(key, "bad"),
+        other => panic!("expected Error::Decode, got {other:?}"),
+    }
+    cache.set("good", &doc(1)).await?;
+    assert_eq!(cache.get("good").await?, Some(doc(1)));
+    // Overwriting the corrupt entry repairs it.
+    cache.set("bad", &doc(2)).await?;
+    assert_eq!(cache.get("bad").await?, Some(doc(2)));
+    Ok(())
+}
+
+/// One corrupt entry makes `get_many` fail with `Error::Decode` naming it, never a wrong answer.
+pub async fn corrupt_bytes_in_get_many_give_decode_error(ctx: Ctx) -> Result<()> {
+    let cache = ctx.builder::<Doc>().serializer(Json).build();
+    cache.set("a", &doc(1)).await?;
+    plant(&ctx, "b", b"{\"id\": ").await?;
+    match cache.get_many(["a", "b"]).await {
+        Err(Error::Decode { key, .. }) => assert_eq!(key, "b"),
+        other => panic!("expected Error::Decode, got {other:?}"),
+    }
+    assert_eq!(cache.get_many(["a"]).await?.len(), 1);
+    Ok(())
+}
+
+/// Valid CBOR of another shape is a decode error too, and `get_or_insert_with` reports it rather
+/// than overwriting the entry.
+pub async fn wrong_type_gives_decode_error_and_cache_keeps_working(ctx: Ctx) -> Result<()> {
+    let numbers = ctx.cache::<Vec<u64>>();
+    numbers.set("k", &vec![1, 2, 3]).await?;
+    let docs = ctx.cache::<Doc>();
+    assert!(matches!(docs.get("k").await, Err(Error::Decode { .. })));
+    let loaded = docs
+        .get_or_insert_with("k", || async { Ok::<_, Error>(doc(5)) })
+        .await;
+    assert!(matches!(loaded, Err(Error::Decode { .. })), "{loaded:?}");
+    assert_eq!(numbers.get("k").await?, Some(vec![1, 2, 3]));
+    Ok(())
+}

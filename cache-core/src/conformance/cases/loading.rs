@@ -1,0 +1,186 @@
+//! `get_or_insert_with`: one load per missing key, errors shared, nothing cached on failure.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::{Doc, doc};
+use crate::conformance::Ctx;
+use crate::{Error, Result};
+
+#[derive(Debug, thiserror::Error)]
+#[error("the source of truth is down")]
+struct SourceDown;
+
+fn join_error(error: tokio::task::JoinError) -> Error {
+    Error::backend("conformance", "join", None, error)
+}
+
+/// A present value is returned without calling the loader.
+pub async fn get_or_insert_with_returns_a_cached_value_without_loading(ctx: Ctx) -> Result<()> {
+    let cache = ctx.cache::<Doc>();
+    cache.set("k", &doc(1)).await?;
+    let value = cache
+        .get_or_insert_with("k", || async { Err::<Doc, _>(SourceDown) })
+        .await?;
+    assert_eq!(value, doc(1));
+    Ok(())
+}
+
+/// A missing value is loaded, returned and stored with the default TTL.
+pub async fn get_or_insert_with_stores_what_it_loads(ctx: Ctx) -> Result<()> {
+    let cache = ctx
+        .builder::<Doc>()
+        .default_ttl(Duration::from_secs(60))
+        .build();
+    let value = cache
+        .get_or_insert_with("k", || async { Ok::<_, SourceDown>(doc(3)) })
+        .await?;
+    assert_eq!(value, doc(3));
+    assert_eq!(cache.get("k").await?, Some(doc(3)));
+    assert!(matches!(
+        cache.ttl("k").await?,
+        Some(crate::Ttl::Remaining(_))
+    ));
+    Ok(())
+}
+
+/// 32 concurrent callers for one missing key: the loader runs once and all get its value.
+pub async fn concurrent_loads_of_one_key_run_the_loader_once(ctx: Ctx) -> Result<()> {
+    let cache = ctx.cache::<Doc>();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(32));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (cache, calls, barrier) = (cache.clone(), Arc::clone(&calls), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                cache
+                    .get_or_insert_with("k", || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok::<_, SourceDown>(doc(9))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.map_err(join_error)??, doc(9));
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the loader ran more than once"
+    );
+    Ok(())
+}
+
+/// A failing loader's error reaches every waiting caller, and nothing is cached: the next call
+/// loads again.
+pub async fn loader_error_reaches_every_waiter_and_caches_nothing(ctx: Ctx) -> Result<()> {
+    let cache = ctx.cache::<Doc>();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (cache, calls, barrier) = (cache.clone(), Arc::clone(&calls), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                cache
+                    .get_or_insert_with("k", || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Err::<Doc, _>(SourceDown)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        match task.await.map_err(join_error)? {
+            Err(Error::Load { key, source }) => {
+                assert_eq!(key, "k");
+                assert_eq!(source.to_string(), "the source of truth is down");
+            }
+            other => panic!("expected Error::Load, got {other:?}"),
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(!cache.contains("k").await?);
+    let retried = cache
+        .get_or_insert_with("k", || async { Ok::<_, SourceDown>(doc(4)) })
+        .await?;
+    assert_eq!(retried, doc(4));
+    Ok(())
+}
+
+/// When the loading caller is cancelled, a waiting caller loads instead of hanging.
+pub async fn cancelled_loader_lets_a_waiter_take_over(ctx: Ctx) -> Result<()> {
+    let cache = ctx.cache::<Doc>();
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_insert_with("k", || async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<_, SourceDown>(doc(0))
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_insert_with("k", || async { Ok::<_, SourceDown>(doc(2)) })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    leader.abort();
+    let value = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter hung after the loader was cancelled")
+        .map_err(join_error)??;
+    assert_eq!(value, doc(2));
+    Ok(())
+}
+
+/// Loads of different keys do not wait for each other.
+pub async fn loads_of_distinct_keys_run_in_parallel(ctx: Ctx) -> Result<()> {
+    let cache = ctx.cache::<Doc>();
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8u32)
+        .map(|i| {
+            let (cache, running, peak, barrier) = (
+                cache.clone(),
+                Arc::clone(&running),
+                Arc::clone(&peak),
+                Arc::clone(&barrier),
+            );
+            tokio::spawn(async move {
+                cache
+                    .get_or_insert_with(&format!("k{i}"), || async move {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        // Every loader waits for all eight: with serialized loads this never ends.
+                        tokio::time::timeout(Duration::from_secs(10), barrier.wait())
+                            .await
+                            .map_err(|_| SourceDown)?;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, SourceDown>(doc(i))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.await.map_err(join_error)??, doc(i as u32));
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 8);
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! The cases, one module per group. Each case is an `async fn(Ctx) -> Result<()>` that fits on
+//! a screen.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub mod batches;
+pub mod clear;
+pub mod conditional;
+pub mod facade;
+pub mod faults;
+pub mod keys;
+pub mod loading;
+pub mod round_trip;
+pub mod ttl;
+
+/// The list every table of cases is built from: the test macro, [`super::cases`] and the runner.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_case_list {
+    ([$($callback:tt)*] $($args:tt)*) => {
+        $($callback)* ! {
+            $($args)*
+            (round_trip::missing_key_reads_as_none)
+            (round_trip::set_then_get_returns_the_bytes)
+            (round_trip::empty_value_round_trips)
+            (round_trip::every_byte_value_round_trips)
+            (round_trip::four_mib_value_round_trips)
+            (round_trip::overwrite_replaces_the_value)
+            (round_trip::values_are_copies_not_shared_state)
+            (keys::empty_key_round_trips_or_is_rejected)
+            (keys::key_of_64_kib_round_trips_or_is_rejected)
+            (keys::key_with_nul_round_trips_or_is_rejected)
+            (keys::key_with_newline_and_tab_round_trips)
+            (keys::key_with_glob_characters_round_trips)
+            (keys::key_with_sql_like_characters_round_trips)
+            (keys::key_with_quotes_and_backslashes_round_trips)
+            (keys::non_ascii_key_round_trips)
+            (keys::keys_differing_in_case_are_distinct)
+            (keys::awkward_keys_work_in_batches)
+            (batches::get_many_of_zero_keys_is_empty)
+            (batches::get_many_omits_missing_keys)
+            (batches::get_many_answers_duplicates)
+            (batches::get_many_of_20000_keys)
+            (batches::set_many_of_zero_items_is_fine)
+            (batches::set_many_then_get_many_round_trips)
+            (batches::set_many_last_duplicate_wins)
+            (batches::set_many_is_atomic_for_readers)
+            (batches::set_many_applies_the_ttl_to_every_key)
+            (batches::delete_reports_whether_the_key_existed)
+            (batches::delete_many_counts_exactly)
+            (batches::delete_many_of_zero_keys_is_zero)
+            (batches::contains_reports_presence)
+            (ttl::ttl_of_missing_key_is_none)
+            (ttl::ttl_of_key_without_expiry_is_eternal)
+            (ttl::ttl_reports_remaining_time_in_milliseconds)
+            (ttl::expired_key_is_absent_for_get)
+            (ttl::expired_key_is_absent_for_get_many)
+            (ttl::expired_key_is_absent_for_contains)
+            (ttl::expired_key_is_absent_for_ttl)
+            (ttl::expired_key_is_absent_for_delete)
+            (ttl::expired_key_is_absent_for_delete_many)
+            (ttl::expired_key_is_absent_for_if_not_exists)
+            (ttl::expired_key_is_absent_for_expire_in)
+            (ttl::ttl_is_honoured_to_the_millisecond)
+            (ttl::sub_millisecond_ttl_is_not_eternal)
+            (ttl::overwrite_resets_the_ttl)
+            (ttl::plain_set_clears_an_old_ttl)
+            (ttl::zero_ttl_removes_the_key)
+            (ttl::zero_ttl_in_set_many_removes_the_keys)
+            (ttl::hundred_year_ttl_is_kept)
+            (ttl::huge_ttl_clamps_instead_of_failing)
+            (ttl::expire_in_on_missing_key_is_false)
+            (ttl::expire_in_sets_a_new_ttl)
+            (ttl::expire_in_none_persists_the_key)
+            (ttl::expire_in_zero_removes_the_key)
+            (conditional::if_not_exists_writes_an_absent_key)
+            (conditional::if_not_exists_keeps_an_existing_value_and_ttl)
+            (conditional::if_not_exists_race_of_64_tasks_has_one_winner)
+            (conditional::if_not_exists_with_zero_ttl_leaves_nothing)
+            (conditional::concurrent_writers_of_distinct_keys_lose_nothing)
+            (clear::clear_removes_every_key_of_the_prefix)
+            (clear::clear_spares_sibling_prefixes)
+            (clear::clear_spares_prefixes_with_glob_characters)
+            (clear::clear_spares_prefixes_with_sql_like_characters)
+            (clear::clear_is_case_sensitive)
+            (clear::clear_of_an_empty_prefix_space_is_zero)
+            (clear::clear_of_2500_keys_counts_them_all)
+            (clear::cache_works_again_after_clear)
+            (facade::cache_applies_its_prefix)
+            (facade::cache_applies_its_default_ttl)
+            (facade::explicit_no_ttl_overrides_the_default)
+            (facade::get_many_answers_with_the_callers_keys)
+            (facade::cbor_values_round_trip)
+            (facade::json_values_are_plain_json)
+            (facade::raw_values_pass_through)
+            (facade::typed_batches_round_trip)
+            (faults::corrupt_bytes_give_decode_error_naming_the_key)
+            (faults::corrupt_bytes_in_get_many_give_decode_error)
+            (faults::wrong_type_gives_decode_error_and_cache_keeps_working)
+            (loading::get_or_insert_with_returns_a_cached_value_without_loading)
+            (loading::get_or_insert_with_stores_what_it_loads)
+            (loading::concurrent_loads_of_one_key_run_the_loader_once)
+            (loading::loader_error_reaches_every_waiter_and_caches_nothing)
+            (loading::cancelled_loader_lets_a_waiter_take_over)
+            (loading::loads_of_distinct_keys_run_in_parallel)
+        }
+    };
+}
+
+/// The document type the typed cases store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Doc {
+    /// An identifier.
+    pub id: String,
+    /// A few strings.
+    pub names: Vec<String>,
+    /// A number.
+    pub version: u32,
+}
+
+/// A sample document whose content depends on `n`.
+pub fn doc(n: u32) -> Doc {
+    Doc {
+        id: format!("did:example:{n}"),
+        names: vec![format!("at://name{n}.example"), "🦀 ünïcode".into()],
+        version: n,
+    }
+}
+
+/// `text` as a value.
+pub fn bytes(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+/// A short TTL for expiry cases.
+pub const SHORT_TTL: Duration = Duration::from_millis(150);
+
+/// How late after its TTL an expired key may still be seen: clocks of stores tick in
+/// milliseconds, and a server judges expiry by its own clock.
+pub const EXPIRY_SLACK: Duration = Duration::from_millis(30);
+
+/// Sleeps until `ttl` plus [`EXPIRY_SLACK`] has passed since `written`, an instant taken after
+/// the write returned: a store may start the TTL at any moment of the call, so only then is the
+/// key expired in every correct store.
+pub async fn sleep_past_expiry(written: Instant, ttl: Duration) {
+    tokio::time::sleep_until((written + ttl + EXPIRY_SLACK).into()).await;
+}
+
+/// Writes `key` with [`SHORT_TTL`] and sleeps until it has expired.
+pub async fn write_and_let_expire(ctx: &super::Ctx, key: &str) -> crate::Result<()> {
+    ctx.backend()
+        .set(
+            key,
+            bytes("soon gone"),
+            Some(SHORT_TTL),
+            crate::Condition::Always,
+        )
+        .await?;
+    sleep_past_expiry(Instant::now(), SHORT_TTL).await;
+    Ok(())
+}
+
+/// A TTL long enough never to expire during a case.
+pub const LONG_TTL: Duration = Duration::from_secs(3600);

@@ -1,0 +1,202 @@
+//! The one error type of cachette.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A boxed error from a driver, a serializer or a loader.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as its default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a cache call.
+///
+/// Match on the variant to decide what to do: a [`Error::Backend`] is usually worth a retry or a
+/// fallback to the source of truth, a [`Error::Decode`] means the stored bytes are not a `V`
+/// (an old schema, another writer), an [`Error::InvalidKey`] is a bug in the caller.
+///
+/// ```
+/// use cache_core::Error;
+///
+/// let err = Error::invalid_key("a\0b", "PostgreSQL text cannot hold NUL");
+/// assert!(matches!(err, Error::InvalidKey { .. }));
+/// assert!(err.to_string().contains(r#""a\0b""#));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed: connection refused or lost, timeout, server error, I/O error.
+    #[error("{store} store failed during {operation}{}: {source}", KeySuffix(key.as_deref()))]
+    Backend {
+        /// Which store, e.g. `redis`.
+        store: &'static str,
+        /// The operation, e.g. `get_many`.
+        operation: &'static str,
+        /// The key involved, when the operation has exactly one.
+        key: Option<String>,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The bytes under a key could not be decoded into the requested type.
+    #[error("cannot decode the value under key {}: {source}", ShowKey(key))]
+    Decode {
+        /// The caller's key (without the cache prefix).
+        key: String,
+        /// The serializer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A value could not be encoded.
+    #[error("cannot encode the value for key {}: {source}", ShowKey(key))]
+    Encode {
+        /// The caller's key (without the cache prefix).
+        key: String,
+        /// The serializer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store cannot hold this key.
+    #[error("invalid key {}: {reason}", ShowKey(key))]
+    InvalidKey {
+        /// The key as the store received it.
+        key: String,
+        /// Why the store refuses it.
+        reason: String,
+    },
+    /// A URL, an option or a setting is wrong, or names a store whose feature is off.
+    #[error("configuration error: {message}")]
+    Config {
+        /// What is wrong and, where it helps, how to fix it.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The store does not support this operation.
+    #[error("the {store} store does not support {operation}")]
+    Unsupported {
+        /// Which store.
+        store: &'static str,
+        /// The operation it lacks.
+        operation: &'static str,
+    },
+    /// The loader given to [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with)
+    /// failed. Every caller waiting on the same load receives the same error.
+    #[error("loading the value for key {} failed: {source}", ShowKey(key))]
+    Load {
+        /// The caller's key.
+        key: String,
+        /// The loader's error, shared by every waiter.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// A [`Error::Backend`] for `operation` on `store`, with the key if there is one.
+    pub fn backend(
+        store: &'static str,
+        operation: &'static str,
+        key: Option<&str>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Backend {
+            store,
+            operation,
+            key: key.map(str::to_owned),
+            source: source.into(),
+        }
+    }
+
+    /// An [`Error::InvalidKey`].
+    pub fn invalid_key(key: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidKey {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Config`] without an underlying error.
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Config`] caused by `source`.
+    pub fn config_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Config {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The key this error is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::Backend { key, .. } => key.as_deref(),
+            Error::Decode { key, .. }
+            | Error::Encode { key, .. }
+            | Error::InvalidKey { key, .. }
+            | Error::Load { key, .. } => Some(key),
+            Error::Config { .. } | Error::Unsupported { .. } => None,
+        }
+    }
+}
+
+/// Keys can be 64 KiB of anything: show them escaped and cut to a readable length.
+struct ShowKey<'a>(&'a str);
+
+const SHOWN_KEY_CHARS: usize = 200;
+
+impl fmt::Display for ShowKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut chars = self.0.chars();
+        let head: String = chars.by_ref().take(SHOWN_KEY_CHARS).collect();
+        let rest = chars.count();
+        write!(f, "{head:?}")?;
+        if rest > 0 {
+            write!(f, " (and {rest} more characters)")?;
+        }
+        Ok(())
+    }
+}
+
+struct KeySuffix<'a>(Option<&'a str>);
+
+impl fmt::Display for KeySuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(key) => write!(f, " of key {}", ShowKey(key)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_keys_are_cut_in_messages_but_kept_whole() {
+        let key = "k".repeat(70_000);
+        let err = Error::invalid_key(&key, "too long");
+        let message = err.to_string();
+        assert!(message.len() < 400, "{message}");
+        assert!(message.contains("69800 more characters"), "{message}");
+        assert_eq!(err.key(), Some(key.as_str()));
+    }
+
+    #[test]
+    fn backend_errors_name_store_operation_key_and_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let err = Error::backend("redis", "get", Some("user:1"), io);
+        assert_eq!(
+            err.to_string(),
+            r#"redis store failed during get of key "user:1": reset by peer"#
+        );
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}

@@ -1,0 +1,196 @@
+//! A small reference store for examples, doctests and the conformance suite's own tests.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Backend, Condition, Result, Ttl};
+
+/// An unbounded in-process store over a `BTreeMap` behind one mutex: easy to read and
+/// obviously correct, so it documents the [`Backend`] contract in code and lets examples run
+/// without a server. It never evicts; for real use pick `cache-memory`'s bounded store.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cache_core::Result<()> {
+/// use cache_core::{Backend, Condition, testing::ReferenceBackend};
+///
+/// let store = ReferenceBackend::default();
+/// assert!(store.set("k", "v".into(), None, Condition::IfNotExists).await?);
+/// assert!(!store.set("k", "w".into(), None, Condition::IfNotExists).await?);
+/// assert_eq!(store.get("k").await?.as_deref(), Some(&b"v"[..]));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct ReferenceBackend {
+    entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Bytes,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+fn deadline(ttl: Option<Duration>, now: Instant) -> Option<Instant> {
+    ttl.map(|ttl| {
+        let millis = crate::ttl_millis(ttl);
+        now.checked_add(Duration::from_millis(millis))
+            .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
+    })
+}
+
+impl ReferenceBackend {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The keys present now (expired ones left out), in byte order.
+    pub fn keys(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter(|(_, entry)| entry.is_live(now))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Every key stored, expired ones included (the store drops them lazily), in byte order.
+    pub fn stored_keys(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn live(entries: &BTreeMap<String, Entry>, key: &str, now: Instant) -> Option<Entry> {
+        entries.get(key).filter(|entry| entry.is_live(now)).cloned()
+    }
+}
+
+#[async_trait]
+impl Backend for ReferenceBackend {
+    fn name(&self) -> &'static str {
+        "reference"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let entries = self.lock();
+        Ok(Self::live(&entries, key, Instant::now()).map(|entry| entry.value))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let entries = self.lock();
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|key| Self::live(&entries, key, now).map(|entry| entry.value))
+            .collect())
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        let mut entries = self.lock();
+        let now = Instant::now();
+        if condition == Condition::IfNotExists && Self::live(&entries, key, now).is_some() {
+            return Ok(false);
+        }
+        if ttl == Some(Duration::ZERO) {
+            entries.remove(key);
+        } else {
+            let expires_at = deadline(ttl, now);
+            entries.insert(key.to_owned(), Entry { value, expires_at });
+        }
+        Ok(true)
+    }
+
+    async fn set_many(&self, items: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        let mut entries = self.lock();
+        let now = Instant::now();
+        for (key, value) in items {
+            if ttl == Some(Duration::ZERO) {
+                entries.remove(&key);
+            } else {
+                let expires_at = deadline(ttl, now);
+                entries.insert(key, Entry { value, expires_at });
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let mut entries = self.lock();
+        let now = Instant::now();
+        Ok(entries.remove(key).is_some_and(|entry| entry.is_live(now)))
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        let mut entries = self.lock();
+        let now = Instant::now();
+        let removed = keys
+            .iter()
+            .filter(|key| entries.remove(key.as_str()).is_some_and(|e| e.is_live(now)))
+            .count();
+        Ok(removed as u64)
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        let entries = self.lock();
+        Ok(Self::live(&entries, key, Instant::now()).is_some())
+    }
+
+    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        let mut entries = self.lock();
+        let now = Instant::now();
+        if Self::live(&entries, key, now).is_none() {
+            entries.remove(key);
+            return Ok(false);
+        }
+        if ttl == Some(Duration::ZERO) {
+            entries.remove(key);
+        } else if let Some(entry) = entries.get_mut(key) {
+            entry.expires_at = deadline(ttl, now);
+        }
+        Ok(true)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        let entries = self.lock();
+        let now = Instant::now();
+        Ok(
+            Self::live(&entries, key, now).map(|entry| match entry.expires_at {
+                None => Ttl::Eternal,
+                Some(at) => Ttl::Remaining(at.duration_since(now)),
+            }),
+        )
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        let mut entries = self.lock();
+        let now = Instant::now();
+        let doomed: Vec<String> = entries
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut removed = 0;
+        for key in doomed {
+            if entries.remove(&key).is_some_and(|entry| entry.is_live(now)) {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
