@@ -1,0 +1,356 @@
+//! `MemoryBackend`: the `Backend` impl over a moka cache of bytes.
+
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
+use moka::Expiry;
+use moka::ops::compute::{CompResult, Op};
+use moka::sync::Cache;
+
+/// The default bound: 256 MiB of keys, values and bookkeeping.
+const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// What an entry costs beyond its key and value bytes (moka's node, our `Entry`, the `String`):
+/// counted so that a cache of tiny values is still bounded.
+const ENTRY_OVERHEAD_BYTES: usize = 96;
+
+/// moka keeps TTLs in a timer wheel; past this it gains nothing, and our own `expires_at`
+/// still answers `ttl` exactly.
+const MOKA_MAX_TTL: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Bytes,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn new(value: Bytes, ttl: Option<Duration>, now: Instant) -> Self {
+        let expires_at = ttl.map(|ttl| {
+            let ttl = Duration::from_millis(ttl_millis(ttl));
+            now.checked_add(ttl).unwrap_or(now + MOKA_MAX_TTL)
+        });
+        Self { value, expires_at }
+    }
+
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// Tells moka each entry's own deadline.
+struct Deadline;
+
+impl Deadline {
+    fn after(entry: &Entry, now: Instant) -> Option<Duration> {
+        entry
+            .expires_at
+            .map(|at| at.saturating_duration_since(now).min(MOKA_MAX_TTL))
+    }
+}
+
+impl Expiry<String, Entry> for Deadline {
+    fn expire_after_create(&self, _: &String, entry: &Entry, now: Instant) -> Option<Duration> {
+        Self::after(entry, now)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        entry: &Entry,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Self::after(entry, now)
+    }
+}
+
+/// A bounded in-process store.
+///
+/// Single-key calls go straight to moka's concurrent map. Calls that touch many keys
+/// (`get_many`, `set_many`, `delete_many`, `clear_prefix`) pass a read/write gate so that a
+/// batch is seen whole or not at all; single-key calls never wait on it.
+pub struct MemoryBackend {
+    entries: Cache<String, Entry>,
+    batch_gate: RwLock<()>,
+    bound: Bound,
+    max_key_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Entries(u64),
+    Bytes(u64),
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("bound", &self.bound)
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+/// Builds a [`MemoryBackend`]; the default bound is 256 MiB.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryBackendBuilder {
+    bound: Bound,
+    max_key_bytes: usize,
+}
+
+impl Default for MemoryBackendBuilder {
+    fn default() -> Self {
+        Self {
+            bound: Bound::Bytes(DEFAULT_MAX_BYTES),
+            max_key_bytes: usize::MAX,
+        }
+    }
+}
+
+impl MemoryBackendBuilder {
+    /// Holds at most `entries` entries, whatever their size.
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.bound = Bound::Entries(entries);
+        self
+    }
+
+    /// Holds at most about `bytes` bytes of keys, values and per-entry bookkeeping.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.bound = Bound::Bytes(bytes);
+        self
+    }
+
+    /// Refuses keys longer than `bytes` with [`Error::InvalidKey`](cache_core::Error), so that
+    /// runaway keys cannot crowd out values. Default: no limit beyond the store's byte bound.
+    pub fn max_key_bytes(mut self, bytes: usize) -> Self {
+        self.max_key_bytes = bytes;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryBackend {
+        let builder = Cache::builder().expire_after(Deadline);
+        let entries = match self.bound {
+            Bound::Entries(max) => builder.max_capacity(max).build(),
+            Bound::Bytes(max) => builder
+                .max_capacity(max)
+                .weigher(|key: &String, entry: &Entry| {
+                    let bytes = key.len() + entry.value.len() + ENTRY_OVERHEAD_BYTES;
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
+                .build(),
+        };
+        MemoryBackend {
+            entries,
+            batch_gate: RwLock::new(()),
+            bound: self.bound,
+            max_key_bytes: self.max_key_bytes,
+        }
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// A store bounded to 256 MiB.
+    pub fn new() -> Self {
+        MemoryBackendBuilder::default().build()
+    }
+
+    /// Starts building a store with another bound.
+    pub fn builder() -> MemoryBackendBuilder {
+        MemoryBackendBuilder::default()
+    }
+
+    /// How many entries moka holds, expired ones not yet reclaimed included; exact after
+    /// [`MemoryBackend::run_pending_tasks`].
+    pub fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
+    /// The weighted size moka holds (bytes under a byte bound, entries under an entry bound).
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.weighted_size()
+    }
+
+    /// Runs moka's housekeeping now: reclaims expired entries and applies evictions. It also
+    /// runs by itself as the store is used.
+    pub fn run_pending_tasks(&self) {
+        self.entries.run_pending_tasks();
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        if key.len() > self.max_key_bytes {
+            return Err(Error::invalid_key(
+                key,
+                format!(
+                    "the key is {} bytes long; this memory store holds keys of at most {} bytes",
+                    key.len(),
+                    self.max_key_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn live(&self, key: &str, now: Instant) -> Option<Entry> {
+        self.entries.get(key).filter(|entry| entry.is_live(now))
+    }
+
+    fn put(&self, key: String, value: Bytes, ttl: Option<Duration>, now: Instant) {
+        if ttl == Some(Duration::ZERO) {
+            self.entries.invalidate(&key);
+        } else {
+            self.entries.insert(key, Entry::new(value, ttl, now));
+        }
+    }
+
+    fn remove_live(&self, key: &str, now: Instant) -> bool {
+        self.entries
+            .remove(key)
+            .is_some_and(|entry| entry.is_live(now))
+    }
+
+    fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.batch_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_gate(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.batch_gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.live(key, Instant::now()).map(|entry| entry.value))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let _gate = self.read_gate();
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|key| self.live(key, now).map(|entry| entry.value))
+            .collect())
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        self.check_key(key)?;
+        let now = Instant::now();
+        if condition == Condition::Always {
+            self.put(key.to_owned(), value, ttl, now);
+            return Ok(true);
+        }
+        let outcome =
+            self.entries
+                .entry(key.to_owned())
+                .and_compute_with(|current| match current {
+                    Some(entry) if entry.value().is_live(now) => Op::Nop,
+                    Some(_) if ttl == Some(Duration::ZERO) => Op::Remove,
+                    _ if ttl == Some(Duration::ZERO) => Op::Nop,
+                    _ => Op::Put(Entry::new(value, ttl, now)),
+                });
+        Ok(match outcome {
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_) | CompResult::Removed(_) => true,
+            // Nop on an absent key is the zero-TTL write: written, and gone at once.
+            CompResult::StillNone(_) => true,
+            CompResult::Unchanged(entry) => !entry.value().is_live(now),
+        })
+    }
+
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        // Check every key first: a refused key must not leave half a batch behind.
+        for (key, _) in &entries {
+            self.check_key(key)?;
+        }
+        let _gate = self.write_gate();
+        let now = Instant::now();
+        for (key, value) in entries {
+            self.put(key, value, ttl, now);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self.remove_live(key, Instant::now()))
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        let _gate = self.write_gate();
+        let now = Instant::now();
+        // A duplicate finds its key already removed, so it is counted once.
+        Ok(keys.iter().filter(|key| self.remove_live(key, now)).count() as u64)
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        Ok(self.live(key, Instant::now()).is_some())
+    }
+
+    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        let now = Instant::now();
+        let outcome =
+            self.entries
+                .entry(key.to_owned())
+                .and_compute_with(|current| match current {
+                    Some(entry) if entry.value().is_live(now) => {
+                        if ttl == Some(Duration::ZERO) {
+                            Op::Remove
+                        } else {
+                            Op::Put(Entry::new(entry.into_value().value, ttl, now))
+                        }
+                    }
+                    Some(_) => Op::Remove,
+                    None => Op::Nop,
+                });
+        Ok(match outcome {
+            CompResult::ReplacedWith(_) => true,
+            CompResult::Removed(entry) => entry.value().is_live(now),
+            _ => false,
+        })
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        let now = Instant::now();
+        Ok(self.live(key, now).map(|entry| match entry.expires_at {
+            None => Ttl::Eternal,
+            Some(at) => Ttl::Remaining(at.duration_since(now)),
+        }))
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        let _gate = self.write_gate();
+        let now = Instant::now();
+        let doomed: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key)
+            .collect();
+        Ok(doomed
+            .iter()
+            .filter(|key| self.remove_live(key, now))
+            .count() as u64)
+    }
+}
