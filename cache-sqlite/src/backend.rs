@@ -1,0 +1,391 @@
+//! `SqliteBackend`: the `Backend` impl over the worker threads of `core`.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait, ttl_millis};
+use rusqlite::{OptionalExtension, params};
+
+use crate::SqliteBackendBuilder;
+use crate::config::Location;
+use crate::core::{
+    Settings, Target, Workers, key_array, map_sqlite_error, prefix_upper_bound, with_array,
+};
+
+/// Reads are CPU bound: past one thread per core they only queue on the scheduler.
+const MAX_DEFAULT_READERS: usize = 4;
+
+/// A cache store in a SQLite database file (or in memory), shared safely by every task of the
+/// process and by other processes that open the same file.
+///
+/// Open one with [`SqliteBackend::open`] (a URL), [`SqliteBackend::file`] or
+/// [`SqliteBackend::memory`]. Cloning is not needed: hand it to
+/// [`Cache::builder`](cache_core::Cache::builder) in an `Arc`, once, and clone the caches.
+///
+/// No SQLite call runs on the async executor: one writer thread and a few reader threads own
+/// the connections, and calls reach them through job queues. See the [crate docs](crate) for the
+/// schema, the settings and the guarantees.
+pub struct SqliteBackend {
+    workers: Workers,
+    location: Location,
+    table: String,
+    readers: usize,
+    purge_interval: Option<Duration>,
+}
+
+impl fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("location", &self.location)
+            .field("table", &self.table)
+            .field("readers", &self.readers)
+            .field("purge_interval", &self.purge_interval)
+            .finish()
+    }
+}
+
+impl SqliteBackendBuilder {
+    /// Opens the database (creating the file and the table if missing) and starts the worker
+    /// threads.
+    ///
+    /// Fails with [`Error::Config`](cache_core::Error::Config) for bad settings or a table of that name that is not a
+    /// cache table, and with [`Error::Backend`](cache_core::Error::Backend) when the file cannot be created or written, or
+    /// is not a SQLite database.
+    pub async fn open(self) -> Result<SqliteBackend> {
+        self.validate()?;
+        let readers = self.readers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .min(MAX_DEFAULT_READERS)
+        });
+        let target = match &self.location {
+            Location::File(path) => Target::File(path.clone()),
+            Location::Memory => Target::fresh_memory(),
+        };
+        let workers = Workers::start(Settings {
+            target,
+            table: self.table.clone(),
+            busy_timeout: self.busy_timeout,
+            purge_interval: self.purge_interval,
+            readers,
+        })
+        .await?;
+        Ok(SqliteBackend {
+            workers,
+            location: self.location,
+            table: self.table,
+            readers,
+            purge_interval: self.purge_interval,
+        })
+    }
+}
+
+/// How a write's TTL lands in `expires_at`.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    Never,
+    AfterMillis(i64),
+    /// `Duration::ZERO`: the key is gone after the write.
+    Gone,
+}
+
+impl Expiry {
+    fn of(ttl: Option<Duration>) -> Self {
+        match ttl.map(ttl_millis) {
+            None => Expiry::Never,
+            Some(0) => Expiry::Gone,
+            // ttl_millis clamps to 2^53, far inside i64 even added to the current time.
+            Some(millis) => Expiry::AfterMillis(i64::try_from(millis).unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn at(self, now: i64) -> Option<i64> {
+        match self {
+            Expiry::AfterMillis(millis) => Some(now.saturating_add(millis)),
+            Expiry::Never | Expiry::Gone => None,
+        }
+    }
+}
+
+impl SqliteBackend {
+    /// Deletes every expired row now and returns how many it deleted. Expired rows are already
+    /// invisible to every call; deleting them lets SQLite reuse their pages. A background pass
+    /// does the same every [`purge_interval`](SqliteBackendBuilder::purge_interval).
+    pub async fn purge_expired(&self) -> Result<u64> {
+        self.workers
+            .purge()
+            .await
+            .map_err(|failure| map_sqlite_error("purge_expired", None, failure))
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.location {
+            Location::File(path) => Some(path),
+            Location::Memory => None,
+        }
+    }
+
+    /// The table that holds the entries.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+fn blob(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Bytes> {
+    row.get::<_, Vec<u8>>(column).map(Bytes::from)
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let owned = key.to_owned();
+        self.workers
+            .read(move |conn, now| {
+                conn.db
+                    .prepare_cached(&conn.sql.get)?
+                    .query_row(params![owned, now], |row| blob(row, 0))
+                    .optional()
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("get", Some(key), failure))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = keys.len();
+        let mut array = key_array(keys);
+        self.workers
+            .read(move |conn, now| {
+                with_array(&mut array, |array| {
+                    let mut values = vec![None; count];
+                    let mut statement = conn.db.prepare_cached(&conn.sql.get_many)?;
+                    let mut rows = statement.query(params![array, now])?;
+                    while let Some(row) = rows.next()? {
+                        let position: i64 = row.get(0)?;
+                        let slot = usize::try_from(position - 1)
+                            .ok()
+                            .and_then(|index| values.get_mut(index));
+                        if let Some(slot) = slot {
+                            *slot = Some(blob(row, 1)?);
+                        }
+                    }
+                    Ok(values)
+                })
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("get_many", None, failure))
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        let owned = key.to_owned();
+        let expiry = Expiry::of(ttl);
+        self.workers
+            .write(move |conn, now| {
+                let sql = &conn.sql;
+                match (condition, expiry) {
+                    (Condition::Always, Expiry::Gone) => {
+                        conn.db.prepare_cached(&sql.delete)?.execute([&owned])?;
+                        Ok(true)
+                    }
+                    (Condition::Always, _) => {
+                        conn.db.prepare_cached(&sql.upsert)?.execute(params![
+                            owned,
+                            &value[..],
+                            expiry.at(now)
+                        ])?;
+                        Ok(true)
+                    }
+                    // Written and gone at once, unless a live value keeps the key.
+                    (Condition::IfNotExists, Expiry::Gone) => {
+                        let live = conn
+                            .db
+                            .prepare_cached(&sql.contains)?
+                            .exists(params![owned, now])?;
+                        if !live {
+                            conn.db.prepare_cached(&sql.delete)?.execute([&owned])?;
+                        }
+                        Ok(!live)
+                    }
+                    (Condition::IfNotExists, _) => {
+                        let changed = conn
+                            .db
+                            .prepare_cached(&sql.insert_if_absent)?
+                            .execute(params![owned, &value[..], expiry.at(now), now])?;
+                        Ok(changed == 1)
+                    }
+                }
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("set", Some(key), failure))
+    }
+
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let expiry = Expiry::of(ttl);
+        self.workers
+            .write(move |conn, now| {
+                if let Expiry::Gone = expiry {
+                    let mut delete = conn.db.prepare_cached(&conn.sql.delete)?;
+                    for (key, _) in &entries {
+                        delete.execute([key])?;
+                    }
+                } else {
+                    let mut upsert = conn.db.prepare_cached(&conn.sql.upsert)?;
+                    let expires_at = expiry.at(now);
+                    for (key, value) in &entries {
+                        upsert.execute(params![key, &value[..], expires_at])?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("set_many", None, failure))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let owned = key.to_owned();
+        self.workers
+            .write(move |conn, now| delete_reporting_live(conn, &owned, now))
+            .await
+            .map_err(|failure| map_sqlite_error("delete", Some(key), failure))
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut array = key_array(keys);
+        self.workers
+            .write(move |conn, now| {
+                with_array(&mut array, |array| {
+                    let live: i64 = conn
+                        .db
+                        .prepare_cached(&conn.sql.count_live_many)?
+                        .query_row(params![array, now], |row| row.get(0))?;
+                    conn.db
+                        .prepare_cached(&conn.sql.delete_many)?
+                        .execute(params![array])?;
+                    Ok(live.unsigned_abs())
+                })
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("delete_many", None, failure))
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        let owned = key.to_owned();
+        self.workers
+            .read(move |conn, now| {
+                conn.db
+                    .prepare_cached(&conn.sql.contains)?
+                    .exists(params![owned, now])
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("contains", Some(key), failure))
+    }
+
+    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        let owned = key.to_owned();
+        let expiry = Expiry::of(ttl);
+        self.workers
+            .write(move |conn, now| match expiry {
+                Expiry::Gone => delete_reporting_live(conn, &owned, now),
+                Expiry::Never | Expiry::AfterMillis(_) => {
+                    let changed = conn.db.prepare_cached(&conn.sql.expire)?.execute(params![
+                        owned,
+                        now,
+                        expiry.at(now)
+                    ])?;
+                    Ok(changed == 1)
+                }
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("expire_in", Some(key), failure))
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        let owned = key.to_owned();
+        self.workers
+            .read(move |conn, now| {
+                let expires_at = conn
+                    .db
+                    .prepare_cached(&conn.sql.ttl)?
+                    .query_row(params![owned, now], |row| row.get::<_, Option<i64>>(0))
+                    .optional()?;
+                Ok(expires_at.map(|expires_at| match expires_at {
+                    None => Ttl::Eternal,
+                    Some(at) => {
+                        Ttl::Remaining(Duration::from_millis(at.saturating_sub(now).unsigned_abs()))
+                    }
+                }))
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("ttl", Some(key), failure))
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        let lower = prefix.to_owned();
+        let upper = prefix_upper_bound(prefix);
+        self.workers
+            .write(move |conn, now| {
+                let sql = &conn.sql;
+                let live: i64 = match &upper {
+                    Some(upper) => {
+                        let live = conn
+                            .db
+                            .prepare_cached(&sql.count_live_range)?
+                            .query_row(params![lower, now, upper], |row| row.get(0))?;
+                        conn.db
+                            .prepare_cached(&sql.delete_range)?
+                            .execute(params![lower, upper])?;
+                        live
+                    }
+                    None => {
+                        let live = conn
+                            .db
+                            .prepare_cached(&sql.count_live_from)?
+                            .query_row(params![lower, now], |row| row.get(0))?;
+                        conn.db
+                            .prepare_cached(&sql.delete_from)?
+                            .execute(params![lower])?;
+                        live
+                    }
+                };
+                Ok(live.unsigned_abs())
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("clear_prefix", None, failure))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.workers.close().await;
+        Ok(())
+    }
+}
+
+/// Deletes `key` whatever its state and reports whether it was live.
+fn delete_reporting_live(conn: &crate::core::Conn, key: &str, now: i64) -> rusqlite::Result<bool> {
+    let mut statement = conn.db.prepare_cached(&conn.sql.delete_live)?;
+    let mut rows = statement.query(params![key, now])?;
+    let mut live = false;
+    while let Some(row) = rows.next()? {
+        live |= row.get::<_, bool>(0)?;
+    }
+    Ok(live)
+}

@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+mod backend;
+mod config;
+mod core;
+mod queue;
+
+pub use backend::SqliteBackend;
+pub use config::{
+    DEFAULT_BUSY_TIMEOUT, DEFAULT_PURGE_INTERVAL, DEFAULT_TABLE, SqliteBackendBuilder,
+};
