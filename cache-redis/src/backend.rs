@@ -1,0 +1,566 @@
+//! `RedisBackend`: the `Backend` impl, one round trip per call (one per node on a cluster).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
+use futures_util::future::try_join_all;
+use redis::{Cmd, Pipeline, RedisError, Value};
+
+use crate::cluster::{Node, NodeBatch, key_in_slot, single_batch};
+use crate::config::RedisConfig;
+use crate::core::{Core, STORE};
+
+/// Keys asked for per `SCAN` page while clearing a prefix.
+const SCAN_COUNT: usize = 1_000;
+
+/// Keys gathered from `SCAN` pages before they are removed: a sparse scan then does not send a
+/// command per page, and a dense one does not hold the whole prefix in memory.
+const CLEAR_BATCH: usize = 1_000;
+
+/// The most keys one `UNLINK` names. Redis takes a command's keys out of the keyspace in one go,
+/// so a huge batch is cut into a few commands (still one pipeline) that let other clients'
+/// requests in between.
+const MAX_KEYS_PER_UNLINK: usize = 10_000;
+
+/// A store on a Redis server, a Redis Cluster, or anything that speaks the protocol (Valkey,
+/// KeyDB, Dragonfly…).
+///
+/// Every call is one round trip: `get_many` is one `MGET`, `set_many` one `MULTI`/`EXEC` of
+/// `SET … PX` (or one `MSET` without a TTL), `delete_many` one `UNLINK`, `set` with a TTL and
+/// [`Condition::IfNotExists`] one `SET … PX … NX`. On a cluster a batch is split by hash slot
+/// and sent as one pipeline per primary, all at once; `set_many` is then atomic per slot, so
+/// keys that must change together share a `{hash tag}`. When a slot has moved (resharding,
+/// failover), the store fetches the slot map again and repeats a `get_many` or `set_many` once;
+/// `delete_many` and `clear_prefix` report the error instead, since a repeat would miscount.
+/// `clear_prefix` walks `SCAN` on every primary and never uses `KEYS` or `FLUSHDB`.
+///
+/// The connection is multiplexed and reconnects by itself. A call made while the server is
+/// unreachable fails with [`Error::Backend`](cache_core::Error::Backend) within its deadline
+/// (two connect timeouts plus the response timeout and half a second), and calls succeed again
+/// as soon as the server is back.
+///
+/// ```no_run
+/// # async fn demo() -> cache_core::Result<()> {
+/// use std::sync::Arc;
+/// use cache_core::Cache;
+/// use cache_redis::RedisBackend;
+///
+/// let store = RedisBackend::connect("redis://127.0.0.1:6379/0?response_timeout=500ms").await?;
+/// let cache: Cache<String> = Cache::builder(Arc::new(store)).prefix("names:").build();
+/// cache.set("1", &"Ada".to_string()).await?;
+/// # Ok(()) }
+/// ```
+pub struct RedisBackend {
+    core: Core,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("config", &self.core.config)
+            .field("deadline", &self.core.deadline())
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Connects to the server or cluster a URL names; see [`RedisConfig::from_url`] for the
+    /// forms and options. Fails with [`Error::Config`](cache_core::Error::Config) for a wrong
+    /// URL and [`Error::Backend`](cache_core::Error::Backend) when the server cannot be reached
+    /// or refuses the credentials.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::with_config(RedisConfig::from_url(url)?).await
+    }
+
+    /// Connects with a configuration built or adjusted in code.
+    pub async fn with_config(config: RedisConfig) -> Result<Self> {
+        Ok(Self {
+            core: Core::connect(config).await?,
+        })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.core.config
+    }
+
+    /// Sends a batch over `keys`: split by the slot map into one pipeline per primary on a
+    /// cluster (one pipeline in all otherwise), each built by `build` from its per-slot key
+    /// positions, all sent side by side. Returns the split and each pipeline's replies, one per
+    /// command.
+    ///
+    /// When a node answers that a slot has moved (resharding, failover), the slot map is fetched
+    /// again and, if `repeatable`, the batch is sent once more: reads, and writes of whole
+    /// values, come out the same when repeated.
+    async fn send_keyed(
+        &self,
+        operation: &'static str,
+        keys: &[&[u8]],
+        repeatable: bool,
+        build: impl Fn(&[Vec<usize>]) -> Pipeline,
+    ) -> Result<(Vec<NodeBatch>, Vec<Vec<Value>>)> {
+        let mut repeats_left = usize::from(repeatable && self.core.is_cluster());
+        loop {
+            let batches = if self.core.is_cluster() {
+                self.core
+                    .topology(operation)
+                    .await?
+                    .group(keys.iter().copied())
+            } else {
+                single_batch(keys.len())
+            };
+            let connection = self.core.connection(operation, None)?;
+            let requests = batches.iter().map(|batch| {
+                let mut connection = connection.clone();
+                let pipeline = build(&batch.slots);
+                async move { connection.send_pipeline(pipeline, batch.route_slot).await }
+            });
+            match self
+                .core
+                .within(operation, None, try_join_all(requests))
+                .await
+            {
+                Ok(replies) => return Ok((batches, replies)),
+                Err(error) => {
+                    let Some(slot) = moved_slot(&error) else {
+                        return Err(error);
+                    };
+                    self.follow_moved_slot(slot).await;
+                    if repeats_left == 0 {
+                        return Err(error);
+                    }
+                    repeats_left -= 1;
+                }
+            }
+        }
+    }
+
+    /// Brings redis-rs's own slot map up to date after a node said `slot` moved. Pipelines
+    /// routed by hand never make redis-rs look again, but a plain command does: it goes where
+    /// redis-rs believes the slot lives, and the redirection it meets there makes redis-rs
+    /// follow it and fetch the slot map anew. (Our own map was dropped when the error was.)
+    async fn follow_moved_slot(&self, slot: u16) {
+        let probe = key_in_slot(slot);
+        let _: Result<bool> = self
+            .core
+            .query("follow_moved_slot", None, redis::cmd("EXISTS").arg(&probe))
+            .await;
+    }
+
+    /// Removes `keys` (distinct) with one `UNLINK` per slot (more past [`MAX_KEYS_PER_UNLINK`]
+    /// keys), in one pipeline per node.
+    async fn unlink(&self, operation: &'static str, keys: &[&[u8]]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        // Not repeated: the count of a first, partly applied attempt would be lost.
+        let (_, replies) = self
+            .send_keyed(operation, keys, false, |slots| {
+                let mut pipeline = Pipeline::with_capacity(slots.len());
+                for chunk in slots
+                    .iter()
+                    .flat_map(|positions| positions.chunks(MAX_KEYS_PER_UNLINK))
+                {
+                    let command = pipeline.cmd("UNLINK");
+                    for &position in chunk {
+                        command.arg(keys[position]);
+                    }
+                }
+                pipeline
+            })
+            .await?;
+        let mut removed = 0;
+        for reply in replies.into_iter().flatten() {
+            removed += self.parse::<u64>(operation, None, reply)?;
+        }
+        Ok(removed)
+    }
+
+    fn parse<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: Option<&str>,
+        reply: Value,
+    ) -> Result<T> {
+        redis::from_redis_value(reply).map_err(|error| {
+            self.core
+                .map_redis_error(operation, key, RedisError::from(error))
+        })
+    }
+
+    /// Walks a `SCAN` of the server, or of one primary of a cluster, to the end of its cursor,
+    /// and removes the keys that start with `prefix` in batches of about [`CLEAR_BATCH`].
+    /// Counts what `UNLINK` removed, so that a key a page names twice, or one that expired
+    /// meanwhile, is not counted.
+    async fn clear_scanned(&self, node: Option<&Node>, prefix: &str) -> Result<u64> {
+        let pattern = prefix_pattern(prefix);
+        let mut cursor = 0_u64;
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut removed = 0;
+        loop {
+            let (next, keys) = match node {
+                Some(node) => self.scan_node(node, cursor, &pattern).await?,
+                None => {
+                    self.core
+                        .query("clear_prefix", None, &scan(cursor, &pattern))
+                        .await?
+                }
+            };
+            // MATCH already chose these; the check makes the byte-prefix rule hold by itself.
+            pending.extend(
+                keys.into_iter()
+                    .filter(|key| key.starts_with(prefix.as_bytes())),
+            );
+            cursor = next;
+            // A page may be empty while the cursor goes on: only cursor 0 ends the walk.
+            if pending.len() >= CLEAR_BATCH || cursor == 0 {
+                let doomed: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+                removed += self.unlink("clear_prefix", &doomed).await?;
+                pending.clear();
+            }
+            if cursor == 0 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// One `SCAN` page of one primary of a cluster. The `SCAN` travels with a `CLUSTER MYID`, so
+    /// that a page from any other node (the slot map changed, or the node is down and redis-rs
+    /// picked another) is an error rather than a silently wrong count.
+    async fn scan_node(
+        &self,
+        node: &Node,
+        cursor: u64,
+        pattern: &[u8],
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        const OPERATION: &str = "clear_prefix";
+        let mut pipeline = Pipeline::with_capacity(2);
+        pipeline.cmd("CLUSTER").arg("MYID");
+        pipeline.add_command(scan(cursor, pattern));
+        let mut connection = self.core.connection(OPERATION, None)?;
+        let replies = self
+            .core
+            .within(
+                OPERATION,
+                None,
+                connection.send_pipeline(pipeline, Some(node.any_slot)),
+            )
+            .await?;
+        let [id, page] = <[Value; 2]>::try_from(replies).map_err(|_| {
+            self.core
+                .map_redis_error(OPERATION, None, unexpected("two replies to MYID and SCAN"))
+        })?;
+        let id: String = self.parse(OPERATION, None, id)?;
+        if id != node.id {
+            self.core.forget_topology();
+            self.follow_moved_slot(node.any_slot).await;
+            return Err(self.core.map_redis_error(
+                OPERATION,
+                None,
+                unexpected("a SCAN meant for one primary reached another; the slot map changed"),
+            ));
+        }
+        self.parse(OPERATION, None, page)
+    }
+}
+
+fn scan(cursor: u64, pattern: &[u8]) -> Cmd {
+    let mut command = redis::cmd("SCAN");
+    command
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_COUNT);
+    command
+}
+
+/// A `SCAN MATCH` pattern for the keys starting with `prefix`: every glob character of the
+/// prefix matches only itself. (Bytes of multi-byte UTF-8 characters are never ASCII, so
+/// escaping byte by byte is exact.)
+fn prefix_pattern(prefix: &str) -> Vec<u8> {
+    let mut pattern = Vec::with_capacity(prefix.len() * 2 + 1);
+    for &byte in prefix.as_bytes() {
+        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(byte);
+    }
+    pattern.push(b'*');
+    pattern
+}
+
+/// The slot a node no longer serves, when that is why a batch failed.
+fn moved_slot(error: &Error) -> Option<u16> {
+    let Error::Backend { source, .. } = error else {
+        return None;
+    };
+    let (_, slot) = source.downcast_ref::<RedisError>()?.redirect_node()?;
+    Some(slot)
+}
+
+fn unexpected(what: &'static str) -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply",
+        what.to_owned(),
+    ))
+}
+
+/// `SET key value [PX ms]`, the form every write takes.
+fn set_command(key: &[u8], value: &[u8], ttl: Option<Duration>) -> Cmd {
+    let mut command = redis::cmd("SET");
+    command.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        command.arg("PX").arg(ttl_millis(ttl));
+    }
+    command
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        STORE
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.core
+            .query("get", Some(key), redis::cmd("GET").arg(key))
+            .await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        const OPERATION: &str = "get_many";
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let (batches, replies) = self
+            .send_keyed(OPERATION, &names, true, |slots| {
+                let mut pipeline = Pipeline::with_capacity(slots.len());
+                for positions in slots {
+                    let command = pipeline.cmd("MGET");
+                    for &position in positions {
+                        command.arg(keys[position].as_bytes());
+                    }
+                }
+                pipeline
+            })
+            .await?;
+        let mut values = vec![None; keys.len()];
+        for (batch, replies) in batches.iter().zip(replies) {
+            for (positions, reply) in batch.slots.iter().zip(replies) {
+                let found: Vec<Option<Bytes>> = self.parse(OPERATION, None, reply)?;
+                if found.len() != positions.len() {
+                    return Err(self.core.map_redis_error(
+                        OPERATION,
+                        None,
+                        unexpected("MGET answered a different number of values"),
+                    ));
+                }
+                for (&position, value) in positions.iter().zip(found) {
+                    values[position] = value;
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        if ttl == Some(Duration::ZERO) {
+            // Already expired: nothing may remain, and `PX 0` is an error in Redis.
+            return match condition {
+                Condition::Always => {
+                    self.core
+                        .query::<u64>("set", Some(key), redis::cmd("UNLINK").arg(key))
+                        .await?;
+                    Ok(true)
+                }
+                Condition::IfNotExists => {
+                    let exists: bool = self
+                        .core
+                        .query("set", Some(key), redis::cmd("EXISTS").arg(key))
+                        .await?;
+                    Ok(!exists)
+                }
+            };
+        }
+        let mut command = set_command(key.as_bytes(), &value, ttl);
+        if condition == Condition::IfNotExists {
+            command.arg("NX");
+        }
+        let reply: Option<String> = self.core.query("set", Some(key), &command).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        const OPERATION: &str = "set_many";
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if ttl == Some(Duration::ZERO) {
+            let keys: HashSet<&[u8]> = entries.iter().map(|(key, _)| key.as_bytes()).collect();
+            let keys: Vec<&[u8]> = keys.into_iter().collect();
+            self.unlink(OPERATION, &keys).await?;
+            return Ok(());
+        }
+        let names: Vec<&[u8]> = entries.iter().map(|(key, _)| key.as_bytes()).collect();
+        let (_, replies) = self
+            .send_keyed(OPERATION, &names, true, |slots| {
+                let mut pipeline = Pipeline::new();
+                for positions in slots {
+                    if ttl.is_none() {
+                        // MSET is atomic by itself and, like SET, drops any old TTL.
+                        let command = pipeline.cmd("MSET");
+                        for &position in positions {
+                            let (key, value) = &entries[position];
+                            command.arg(key.as_bytes()).arg(value.as_ref());
+                        }
+                    } else {
+                        pipeline.cmd("MULTI");
+                        for &position in positions {
+                            let (key, value) = &entries[position];
+                            pipeline.add_command(set_command(key.as_bytes(), value, ttl));
+                        }
+                        pipeline.cmd("EXEC");
+                    }
+                }
+                pipeline
+            })
+            .await?;
+        // Failed commands already surfaced as errors; a transaction that did not run answers nil.
+        if replies.iter().flatten().any(|reply| *reply == Value::Nil) {
+            return Err(self.core.map_redis_error(
+                OPERATION,
+                None,
+                unexpected("a MULTI/EXEC transaction was aborted"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let removed: u64 = self
+            .core
+            .query("delete", Some(key), redis::cmd("UNLINK").arg(key))
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        // UNLINK counts a key named twice once, but only within one command; deduplicating first
+        // keeps the count exact however the keys are split.
+        let mut seen = HashSet::with_capacity(keys.len());
+        let distinct: Vec<&[u8]> = keys
+            .iter()
+            .map(|key| key.as_bytes())
+            .filter(|key| seen.insert(*key))
+            .collect();
+        self.unlink("delete_many", &distinct).await
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        self.core
+            .query("contains", Some(key), redis::cmd("EXISTS").arg(key))
+            .await
+    }
+
+    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        const OPERATION: &str = "expire_in";
+        match ttl {
+            Some(Duration::ZERO) => {
+                let removed: u64 = self
+                    .core
+                    .query(OPERATION, Some(key), redis::cmd("UNLINK").arg(key))
+                    .await?;
+                Ok(removed > 0)
+            }
+            Some(ttl) => {
+                self.core
+                    .query(
+                        OPERATION,
+                        Some(key),
+                        redis::cmd("PEXPIRE").arg(key).arg(ttl_millis(ttl)),
+                    )
+                    .await
+            }
+            None => {
+                // PERSIST answers 0 both for a missing key and for a key that had no TTL, so
+                // EXISTS rides along in the same transaction to tell them apart.
+                let mut pipeline = redis::pipe();
+                pipeline
+                    .atomic()
+                    .cmd("EXISTS")
+                    .arg(key)
+                    .cmd("PERSIST")
+                    .arg(key)
+                    .ignore();
+                let mut connection = self.core.connection(OPERATION, Some(key))?;
+                let (exists,): (bool,) = self
+                    .core
+                    .within(OPERATION, Some(key), pipeline.query_async(&mut connection))
+                    .await?;
+                Ok(exists)
+            }
+        }
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        let millis: i64 = self
+            .core
+            .query("ttl", Some(key), redis::cmd("PTTL").arg(key))
+            .await?;
+        Ok(match millis {
+            -1 => Some(Ttl::Eternal),
+            millis if millis >= 0 => {
+                Some(Ttl::Remaining(Duration::from_millis(millis.unsigned_abs())))
+            }
+            // -2: no such key (or it expired).
+            _ => None,
+        })
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        if !self.core.is_cluster() {
+            return self.clear_scanned(None, prefix).await;
+        }
+        let topology = self.core.topology("clear_prefix").await?;
+        let cleared = try_join_all(
+            topology
+                .primaries()
+                .iter()
+                .map(|node| self.clear_scanned(Some(node), prefix)),
+        )
+        .await?;
+        Ok(cleared.into_iter().sum())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.core.close();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_of_a_prefix_are_escaped() {
+        assert_eq!(prefix_pattern("app:"), b"app:*");
+        assert_eq!(prefix_pattern(""), b"*");
+        assert_eq!(
+            prefix_pattern(r"a*b?c[d]e\f^g-h{i}"),
+            br"a\*b\?c\[d\]e\\f^g-h{i}*"
+        );
+        assert_eq!(prefix_pattern("ключ*"), "ключ\\**".as_bytes());
+    }
+}

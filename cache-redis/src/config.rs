@@ -1,0 +1,630 @@
+//! Redis URLs: `redis://`, `rediss://`, `redis+cluster://`, `rediss+cluster://`, `redis+unix://`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cache_core::{Error, Result};
+use percent_encoding::percent_decode_str;
+
+/// How long a connection attempt may take unless the URL says otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a reply may take unless the URL says otherwise.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+const DEFAULT_PORT: u16 = 6379;
+
+const KNOWN_OPTIONS: &str =
+    "connect_timeout, response_timeout, tls_ca (and db, user, pass for redis+unix)";
+
+/// Where and how to connect: what a Redis URL says.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_redis::RedisConfig;
+///
+/// let config = RedisConfig::from_url("redis://app:s3cret@cache:6380/2?response_timeout=500ms")?;
+/// assert_eq!(config.response_timeout(), Duration::from_millis(500));
+/// // The password is kept, but never shown.
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub(crate) target: Target,
+    pub(crate) tls: bool,
+    /// A PEM file of the certificate authorities to trust instead of the system's.
+    pub(crate) tls_ca: Option<PathBuf>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) db: i64,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+}
+
+/// The server or servers to talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Standalone(Address),
+    Cluster(Vec<Address>),
+    Unix(PathBuf),
+}
+
+/// A TCP host and port.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Address {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("RedisConfig");
+        match &self.target {
+            Target::Standalone(address) => debug.field("standalone", address),
+            Target::Cluster(nodes) => debug.field("cluster", nodes),
+            Target::Unix(path) => debug.field("unix", path),
+        };
+        debug
+            .field("tls", &self.tls)
+            .field("tls_ca", &self.tls_ca)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db", &self.db)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// Reads a Redis URL:
+    ///
+    /// - `redis://[user[:password]@]host[:port][/db]` — one server (port 6379, db 0 by default);
+    /// - `rediss://…` — the same over TLS (needs the `tls` feature);
+    /// - `redis+cluster://[user[:password]@]host:port,host:port,…` — a Redis Cluster, reached
+    ///   through any of the nodes listed (`rediss+cluster://` over TLS);
+    /// - `redis+unix:///path/to/redis.sock[?db=N&user=U&pass=P]` — a Unix socket.
+    ///
+    /// Query options, for every form: `connect_timeout` and `response_timeout`, as `250ms`,
+    /// `2s` or a bare number of milliseconds (defaults: 2 s each); for TLS, `tls_ca=/path.pem`
+    /// trusts the certificate authorities in that PEM file instead of the system's. User names
+    /// and passwords are percent-decoded. A wrong URL is an [`Error::Config`] that never shows
+    /// the password.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid(url, "it has no scheme (expected redis://…)"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let (tls, cluster) = match scheme.as_str() {
+            "redis" => (false, false),
+            "rediss" => (true, false),
+            "redis+cluster" => (false, true),
+            "rediss+cluster" => (true, true),
+            "redis+unix" => return Self::from_unix_url(url, rest),
+            other => {
+                return Err(invalid(
+                    url,
+                    &format!(
+                        "unknown scheme {other:?} (known: redis, rediss, redis+cluster, \
+                         rediss+cluster, redis+unix)"
+                    ),
+                ));
+            }
+        };
+        let (authority, path, query) = split_url(rest);
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let (username, password) =
+            userinfo.map_or(Ok((None, None)), |info| credentials(url, info))?;
+        let nodes = hosts
+            .split(',')
+            .map(|host| address(url, host))
+            .collect::<Result<Vec<_>>>()?;
+        let db = database(url, path)?;
+        let target = if cluster {
+            if db != 0 {
+                return Err(invalid(url, "Redis Cluster has only database 0"));
+            }
+            Target::Cluster(nodes)
+        } else {
+            match <[Address; 1]>::try_from(nodes) {
+                Ok([node]) => Target::Standalone(node),
+                Err(_) => {
+                    return Err(invalid(
+                        url,
+                        "several hosts need redis+cluster:// (a standalone URL names one server)",
+                    ));
+                }
+            }
+        };
+        let mut config = Self {
+            target,
+            tls,
+            tls_ca: None,
+            username,
+            password,
+            db,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        };
+        for (name, value) in query_pairs(query) {
+            config.apply_option(url, &name, &value)?;
+        }
+        if config.tls_ca.is_some() && !config.tls {
+            return Err(invalid(url, "tls_ca applies to rediss:// URLs only"));
+        }
+        Ok(config)
+    }
+
+    fn from_unix_url(url: &str, rest: &str) -> Result<Self> {
+        let (authority, path, query) = split_url(rest);
+        if !authority.is_empty() {
+            return Err(invalid(
+                url,
+                "a Unix socket URL has no host: redis+unix:///path/to/redis.sock",
+            ));
+        }
+        let path = percent_decode_str(path).decode_utf8_lossy();
+        if path.len() <= 1 {
+            return Err(invalid(url, "the socket path is missing"));
+        }
+        let mut config = Self {
+            target: Target::Unix(PathBuf::from(path.as_ref())),
+            tls: false,
+            tls_ca: None,
+            username: None,
+            password: None,
+            db: 0,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        };
+        for (name, value) in query_pairs(query) {
+            match name.as_ref() {
+                "db" => config.db = database_number(url, &value)?,
+                "user" => config.username = Some(value.into_owned()).filter(|v| !v.is_empty()),
+                "pass" => config.password = Some(value.into_owned()).filter(|v| !v.is_empty()),
+                _ => config.apply_option(url, &name, &value)?,
+            }
+        }
+        Ok(config)
+    }
+
+    fn apply_option(&mut self, url: &str, name: &str, value: &str) -> Result<()> {
+        match name {
+            "connect_timeout" => self.connect_timeout = timeout(url, name, value)?,
+            "response_timeout" => self.response_timeout = timeout(url, name, value)?,
+            "tls_ca" if value.is_empty() => {
+                return Err(invalid(url, "tls_ca needs the path of a PEM file"));
+            }
+            "tls_ca" => self.tls_ca = Some(PathBuf::from(value)),
+            other => {
+                return Err(invalid(
+                    url,
+                    &format!("unknown option {other:?} (known: {KNOWN_OPTIONS})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long one connection attempt may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// How long a reply may take once a request is sent.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// Sets how long one connection attempt may take.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a reply may take once a request is sent.
+    #[must_use]
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Whether the URL names a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// Whether connections use TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The database number (always 0 for a cluster).
+    pub fn db(&self) -> i64 {
+        self.db
+    }
+
+    /// Where the store connects, without credentials: `host:port`, the cluster's seed nodes
+    /// joined by commas, or the socket path.
+    pub fn endpoint(&self) -> String {
+        match &self.target {
+            Target::Standalone(address) => address.to_string(),
+            Target::Cluster(nodes) => nodes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            Target::Unix(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// Splits what follows `scheme://` into authority, path and query. The path starts at the first
+/// `/` after the user info, so that a stray `/` in a password does not cut the host off.
+fn split_url(rest: &str) -> (&str, &str, &str) {
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let hosts_start = before_query.rfind('@').map_or(0, |at| at + 1);
+    let (authority, path) = match before_query[hosts_start..].find('/') {
+        Some(slash) => before_query.split_at(hosts_start + slash),
+        None => (before_query, ""),
+    };
+    (authority, path, query)
+}
+
+fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    url::form_urlencoded::parse(query.as_bytes())
+}
+
+fn credentials(url: &str, userinfo: &str) -> Result<(Option<String>, Option<String>)> {
+    let decode = |part: &str| -> Result<Option<String>> {
+        if part.is_empty() {
+            return Ok(None);
+        }
+        percent_decode_str(part)
+            .decode_utf8()
+            .map(|text| Some(text.into_owned()))
+            .map_err(|_| invalid(url, "the user name or password is not UTF-8 once decoded"))
+    };
+    match userinfo.split_once(':') {
+        Some((user, password)) => Ok((decode(user)?, decode(password)?)),
+        None => Ok((decode(userinfo)?, None)),
+    }
+}
+
+fn address(url: &str, host_port: &str) -> Result<Address> {
+    if host_port.is_empty() {
+        return Err(invalid(url, "a host is missing"));
+    }
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| invalid(url, "an IPv6 address lacks its closing `]`"))?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(invalid(url, "unexpected text after an IPv6 address")),
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(invalid(url, "a host is missing"));
+    }
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || "/?#@[]\\".contains(c))
+    {
+        return Err(invalid(
+            url,
+            "a host name holds characters no host name has",
+        ));
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| invalid(url, &format!("port {port:?} is not a port number")))?,
+    };
+    Ok(Address {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn database(url: &str, path: &str) -> Result<i64> {
+    match path.trim_start_matches('/') {
+        "" => Ok(0),
+        number => database_number(url, number),
+    }
+}
+
+fn database_number(url: &str, text: &str) -> Result<i64> {
+    text.parse::<u16>()
+        .map(i64::from)
+        .map_err(|_| invalid(url, &format!("database {text:?} is not a database number")))
+}
+
+fn timeout(url: &str, name: &str, value: &str) -> Result<Duration> {
+    let parsed = if let Some(millis) = value.strip_suffix("ms") {
+        millis.trim().parse::<u64>().map(Duration::from_millis)
+    } else if let Some(seconds) = value.strip_suffix('s') {
+        seconds.trim().parse::<u64>().map(Duration::from_secs)
+    } else {
+        value.trim().parse::<u64>().map(Duration::from_millis)
+    };
+    match parsed {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(invalid(
+            url,
+            &format!("{name}={value} is not a positive duration such as 250ms or 2s"),
+        )),
+    }
+}
+
+fn invalid(url: &str, what: &str) -> Error {
+    Error::config(format!("invalid Redis URL {}: {what}", redact(url)))
+}
+
+/// The URL with any password (in the user info, or a `pass=` option) replaced by `***`, for
+/// messages. It errs on the side of hiding: with an `@` anywhere, everything between the
+/// scheme and the last `@` but a plain user name is hidden.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return match url.rsplit_once('@') {
+            Some((_, after)) => format!("…@{after}"),
+            None => url.to_owned(),
+        };
+    };
+    let (userinfo, after_userinfo) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => {
+            let user_end = userinfo.find([':', '/', '?']).unwrap_or(userinfo.len());
+            let shown = if user_end == userinfo.len() {
+                format!("{userinfo}@")
+            } else {
+                format!("{}:***@", &userinfo[..user_end])
+            };
+            (shown, after)
+        }
+        None => (String::new(), rest),
+    };
+    let shown_rest = match after_userinfo.split_once('?') {
+        Some((before, query)) => {
+            let options: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if matches!(name, "pass" | "password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{before}?{}", options.join("&"))
+        }
+        None => after_userinfo.to_owned(),
+    };
+    format!("{scheme}://{userinfo}{shown_rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> RedisConfig {
+        RedisConfig::from_url(url).unwrap_or_else(|error| panic!("{url}: {error}"))
+    }
+
+    fn config_error(url: &str) -> String {
+        match RedisConfig::from_url(url) {
+            Err(error @ Error::Config { .. }) => error.to_string(),
+            other => panic!("{url}: expected a configuration error, got {other:?}"),
+        }
+    }
+
+    fn standalone(host: &str, port: u16) -> Target {
+        Target::Standalone(Address {
+            host: host.into(),
+            port,
+        })
+    }
+
+    #[test]
+    fn standalone_urls() {
+        let config = parse("redis://127.0.0.1:6380/3");
+        assert_eq!(config.target, standalone("127.0.0.1", 6380));
+        assert_eq!(config.db, 3);
+        assert!(!config.tls && !config.is_cluster());
+        assert_eq!(config.username, None);
+        assert_eq!(config.password, None);
+        assert_eq!(config.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(config.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
+
+        let config = parse("redis://localhost");
+        assert_eq!(config.target, standalone("localhost", 6379));
+        assert_eq!(config.db, 0);
+        assert_eq!(parse("redis://localhost/").db, 0);
+        assert_eq!(parse("REDIS://h:1/0").target, standalone("h", 1));
+        // A password holding an unencoded `/` still leaves host and database intact.
+        let config = parse("redis://u:a/b@h:2/5");
+        assert_eq!(config.password.as_deref(), Some("a/b"));
+        assert_eq!((config.target, config.db), (standalone("h", 2), 5));
+
+        let config = parse("redis://[::1]:7000/1");
+        assert_eq!(config.target, standalone("::1", 7000));
+        assert_eq!(config.endpoint(), "[::1]:7000");
+    }
+
+    #[test]
+    fn credentials_are_percent_decoded() {
+        let config = parse("redis://app%40corp:p%3Ass%2Fw%40rd@host:6379/0");
+        assert_eq!(config.username.as_deref(), Some("app@corp"));
+        assert_eq!(config.password.as_deref(), Some("p:ss/w@rd"));
+
+        let config = parse("redis://:only-password@host");
+        assert_eq!(config.username, None);
+        assert_eq!(config.password.as_deref(), Some("only-password"));
+
+        let config = parse("redis://only-user@host");
+        assert_eq!(config.username.as_deref(), Some("only-user"));
+        assert_eq!(config.password, None);
+    }
+
+    #[test]
+    fn tls_urls() {
+        let config = parse("rediss://user:pw@cache.example.com:6380/0");
+        assert!(config.is_tls());
+        assert_eq!(config.target, standalone("cache.example.com", 6380));
+        assert_eq!(config.tls_ca, None);
+        let config = parse("rediss://h/0?tls_ca=%2Fetc%2Fpki%2Fca%20bundle.pem");
+        assert_eq!(config.tls_ca, Some(PathBuf::from("/etc/pki/ca bundle.pem")));
+        assert!(config_error("redis://h/0?tls_ca=/ca.pem").contains("rediss:// URLs only"));
+        assert!(config_error("rediss://h/0?tls_ca=").contains("path of a PEM file"));
+        let cluster = parse("rediss+cluster://a:7000,b:7001");
+        assert!(cluster.is_tls() && cluster.is_cluster());
+    }
+
+    #[test]
+    fn cluster_urls() {
+        let config = parse("redis+cluster://:pw@127.0.0.1:30001,127.0.0.1:30002,[::1]:30003");
+        let Target::Cluster(nodes) = &config.target else {
+            panic!("{config:?}")
+        };
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[2].host, "::1");
+        assert_eq!(nodes[2].port, 30003);
+        assert_eq!(config.password.as_deref(), Some("pw"));
+        assert_eq!(
+            config.endpoint(),
+            "127.0.0.1:30001,127.0.0.1:30002,[::1]:30003"
+        );
+        assert_eq!(parse("redis+cluster://one-seed:7000").db, 0);
+        assert_eq!(parse("redis+cluster://one-seed:7000/0").db, 0);
+        assert!(config_error("redis+cluster://a:1,b:2/3").contains("only database 0"));
+        assert!(config_error("redis+cluster://a:1,,b:2").contains("host is missing"));
+    }
+
+    #[test]
+    fn unix_urls() {
+        let config = parse("redis+unix:///run/redis/redis.sock?db=2&pass=sock-secret");
+        assert_eq!(
+            config.target,
+            Target::Unix(PathBuf::from("/run/redis/redis.sock"))
+        );
+        assert_eq!(config.db, 2);
+        assert_eq!(config.password.as_deref(), Some("sock-secret"));
+        assert!(!format!("{config:?}").contains("sock-secret"));
+        assert!(config_error("redis+unix://host/x.sock").contains("no host"));
+        assert!(config_error("redis+unix://").contains("path is missing"));
+    }
+
+    #[test]
+    fn timeouts_come_from_the_query() {
+        let config = parse("redis://h/0?connect_timeout=250ms&response_timeout=3s");
+        assert_eq!(config.connect_timeout(), Duration::from_millis(250));
+        assert_eq!(config.response_timeout(), Duration::from_secs(3));
+        let config = parse("redis+cluster://h:1,h:2?response_timeout=1500");
+        assert_eq!(config.response_timeout(), Duration::from_millis(1500));
+        let config = parse("redis+unix:///s.sock?connect_timeout=1s");
+        assert_eq!(config.connect_timeout(), Duration::from_secs(1));
+        for bad in ["0", "0ms", "-1s", "soon", "1.5s", ""] {
+            let message = config_error(&format!("redis://h/0?connect_timeout={bad}"));
+            assert!(message.contains("positive duration"), "{message}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors() {
+        for (url, expected) in [
+            ("127.0.0.1:6379", "no scheme"),
+            ("http://h:1", "unknown scheme"),
+            ("redis://", "host is missing"),
+            ("redis://h:port", "not a port number"),
+            ("redis://h:0", "not a port number"),
+            ("redis://h:70000", "not a port number"),
+            ("redis://h/db", "not a database number"),
+            ("redis://h/-1", "not a database number"),
+            ("redis://h:1,g:2", "redis+cluster://"),
+            ("redis://h?timeout=1", "unknown option"),
+            ("redis://h?db=1", "unknown option"),
+            ("redis://[::1:6379", "closing `]`"),
+            ("redis://a b:1", "no host name has"),
+        ] {
+            let message = config_error(url);
+            assert!(message.contains(expected), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_appear_in_debug_or_errors() {
+        let secret = "hunter2-Secret";
+        for url in [
+            format!("redis://user:{secret}@host:6379/0"),
+            format!("rediss://:{secret}@host"),
+            format!("redis+cluster://u:{secret}@a:1,b:2"),
+            format!("redis+unix:///tmp/s.sock?pass={secret}"),
+        ] {
+            let config = parse(&url);
+            assert_eq!(config.password.as_deref(), Some(secret));
+            let debug = format!("{config:?}");
+            assert!(!debug.contains(secret), "{debug}");
+            assert!(debug.contains("***"), "{debug}");
+        }
+        for url in [
+            format!("redis://user:{secret}@host:99999/0"),
+            format!("redis+cluster://u:{secret}@a:1,b:2/7"),
+            format!("redis://user:{secret}@host/0?nope=1"),
+            format!("redis+unix:///tmp/s.sock?pass={secret}&db=x"),
+            format!("nope://user:{secret}@host"),
+            format!("user:{secret}@host"),
+        ] {
+            let message = config_error(&url);
+            assert!(!message.contains(secret), "{message}");
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_everything_but_the_password() {
+        assert_eq!(
+            redact("redis://u:p@h:1/2?response_timeout=1s"),
+            "redis://u:***@h:1/2?response_timeout=1s"
+        );
+        assert_eq!(redact("redis://h:1/2"), "redis://h:1/2");
+        assert_eq!(redact("redis://user@h"), "redis://user@h");
+        assert_eq!(
+            redact("redis+unix:///s?db=1&pass=x"),
+            "redis+unix:///s?db=1&pass=***"
+        );
+        assert_eq!(redact("u:p@h"), "…@h");
+        // Unencoded `/`, `?` or `@` in a password must not let it through either.
+        assert_eq!(redact("redis://u:pa/ss@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://u:pa?ss@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://:p@ss@h/0"), "redis://:***@h/0");
+    }
+}

@@ -1,0 +1,162 @@
+//! Redis-specific behaviour beyond the conformance suite: credentials that never leak, Unix
+//! sockets, databases as namespaces, and `close`. Each test runs its own throwaway server.
+
+mod common;
+
+use cache_core::{Backend, Bytes, Condition, Error};
+use cache_redis::RedisBackend;
+use common::ThrowawayRedis;
+
+const PASSWORD: &str = "Tr0ub4dor&3-secret";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_work_and_never_show_in_debug_or_errors() {
+    let server = ThrowawayRedis::start(&["--requirepass", PASSWORD]).await;
+    let port = server.port();
+    let encoded = PASSWORD.replace('&', "%26");
+
+    let store = RedisBackend::connect(&format!("redis://:{encoded}@127.0.0.1:{port}/0"))
+        .await
+        .expect("the right password is accepted");
+    store
+        .set("k", Bytes::from("v"), None, Condition::Always)
+        .await
+        .expect("set");
+    let debug = format!("{store:?}");
+    assert!(
+        !debug.contains(PASSWORD) && !debug.contains(&encoded),
+        "{debug}"
+    );
+
+    // The same user name and password through ACL syntax.
+    let store = RedisBackend::connect(&format!("redis://default:{encoded}@127.0.0.1:{port}/0"))
+        .await
+        .expect("user `default` with the password is accepted");
+    assert_eq!(store.get("k").await.expect("get"), Some(Bytes::from("v")));
+
+    for url in [
+        format!("redis://:{encoded}-wrong@127.0.0.1:{port}/0"),
+        format!("redis://default:{encoded}-wrong@127.0.0.1:{port}/0"),
+        format!("redis://127.0.0.1:{port}/0"),
+    ] {
+        match RedisBackend::connect(&url).await {
+            Err(error @ Error::Backend { .. }) => {
+                let message = format!("{error} / {error:?}");
+                assert!(!message.contains(PASSWORD), "{message}");
+                assert!(!message.contains(&encoded), "{message}");
+            }
+            Err(other) => panic!("expected Error::Backend for {url}, got {other}"),
+            Ok(store) => {
+                // Without credentials the connection opens; the first command is refused.
+                let error = store
+                    .get("k")
+                    .await
+                    .expect_err("an unauthenticated get fails");
+                assert!(matches!(error, Error::Backend { .. }), "{error:?}");
+                assert!(!format!("{error:?}").contains(PASSWORD));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_urls_reach_the_server_and_its_database() {
+    let socket_dir = tempfile::tempdir().expect("a temporary directory");
+    let socket = socket_dir.path().join("redis.sock");
+    let socket_arg = socket.display().to_string();
+    let server =
+        ThrowawayRedis::start(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"]).await;
+
+    let store = RedisBackend::connect(&format!("redis+unix://{socket_arg}?db=3"))
+        .await
+        .expect("connects over the socket");
+    store
+        .set(
+            "over-the-socket",
+            Bytes::from("yes"),
+            None,
+            Condition::Always,
+        )
+        .await
+        .expect("set");
+
+    let mut raw = server.raw().await;
+    let _: () = redis::cmd("SELECT")
+        .arg(3)
+        .query_async(&mut raw)
+        .await
+        .expect("SELECT");
+    let value: Option<String> = redis::cmd("GET")
+        .arg("over-the-socket")
+        .query_async(&mut raw)
+        .await
+        .expect("GET");
+    assert_eq!(
+        value.as_deref(),
+        Some("yes"),
+        "the key landed in database 3"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_is_a_namespace_even_for_the_empty_prefix() {
+    let server = ThrowawayRedis::start(&[]).await;
+    let port = server.port();
+    let zero = RedisBackend::connect(&format!("redis://127.0.0.1:{port}/0"))
+        .await
+        .expect("db 0");
+    let five = RedisBackend::connect(&format!("redis://127.0.0.1:{port}/5"))
+        .await
+        .expect("db 5");
+    zero.set("shared-name", Bytes::from("zero"), None, Condition::Always)
+        .await
+        .expect("set");
+    five.set("shared-name", Bytes::from("five"), None, Condition::Always)
+        .await
+        .expect("set");
+    five.set("only-five", Bytes::from("5"), None, Condition::Always)
+        .await
+        .expect("set");
+
+    assert_eq!(five.clear_prefix("").await.expect("clear"), 2);
+    assert_eq!(five.get("shared-name").await.expect("get"), None);
+    assert_eq!(
+        zero.get("shared-name").await.expect("get"),
+        Some(Bytes::from("zero"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_after_close_are_backend_errors() {
+    let server = ThrowawayRedis::start(&[]).await;
+    let store = RedisBackend::connect(&server.url())
+        .await
+        .expect("connects");
+    store.close().await.expect("close");
+    match store.get("k").await {
+        Err(Error::Backend { operation, .. }) => assert_eq!(operation, "get"),
+        other => panic!("expected Error::Backend after close, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_urls_are_config_errors_before_any_connection() {
+    for url in [
+        "redis://127.0.0.1:notaport/0",
+        "redis+cluster://127.0.0.1:1,127.0.0.1:2/4",
+        "redis://127.0.0.1/0?pool=3",
+    ] {
+        assert!(
+            matches!(RedisBackend::connect(url).await, Err(Error::Config { .. })),
+            "{url}"
+        );
+    }
+    // Without the `tls` feature a rediss:// URL says which feature to turn on.
+    if !cfg!(feature = "tls") {
+        let error = RedisBackend::connect("rediss://:pw@127.0.0.1:1/0")
+            .await
+            .expect_err("no TLS support compiled in");
+        assert!(matches!(error, Error::Config { .. }), "{error:?}");
+        assert!(error.to_string().contains("`tls` feature"), "{error}");
+    }
+}
