@@ -1,0 +1,392 @@
+//! `PostgresBackend`: the `Backend` impl over one table.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait, ttl_millis};
+use sqlx::postgres::types::PgInterval;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::config::PostgresConfig;
+use crate::core::Core;
+use crate::schema::prefix_upper_bound;
+
+/// TTLs clamp here: far beyond any cache's needs, and far inside `timestamptz`'s range (which
+/// ends in the year 294276) whatever the server's clock says.
+pub const MAX_TTL: Duration = Duration::from_secs(10_000 * 365 * 24 * 3600);
+
+/// A cache table in PostgreSQL.
+///
+/// Cheap to share behind an `Arc` (which [`Cache`](cache_core::Cache) does); every call takes a
+/// connection from the store's pool for one statement. See the [crate docs](crate) for the
+/// table, the URL options and how expiry works.
+pub struct PostgresBackend {
+    core: Arc<Core>,
+    purger: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("config", &self.core.config)
+            .field("connections", &self.core.pool.size())
+            .field("idle", &self.core.pool.num_idle())
+            .finish()
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        self.stop_purger();
+    }
+}
+
+impl PostgresBackend {
+    /// Connects with a `postgres://` URL (see [`PostgresConfig::from_url`] for its options),
+    /// creates the table if it is missing, and starts the background purge.
+    ///
+    /// Fails with [`Error::Config`](cache_core::Error::Config) for a bad URL or an existing table
+    /// of another shape, and with [`Error::Backend`](cache_core::Error::Backend) when the server
+    /// cannot be reached within `acquire_timeout`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(PostgresConfig::from_url(url)?).await
+    }
+
+    /// Connects with a prepared [`PostgresConfig`].
+    pub async fn connect_with(config: PostgresConfig) -> Result<Self> {
+        let purge_interval = config.get_purge_interval();
+        let core = Arc::new(Core::connect(config).await?);
+        let purger = purge_interval.map(|every| spawn_purger(&core, every));
+        Ok(Self {
+            core,
+            purger: Mutex::new(purger),
+        })
+    }
+
+    /// The settings this store runs with.
+    pub fn config(&self) -> &PostgresConfig {
+        &self.core.config
+    }
+
+    /// Deletes every expired row now and returns how many it deleted. Expired rows are already
+    /// invisible to every call; this gives their space back. The background purge calls it
+    /// every `purge_interval`.
+    pub async fn purge_expired(&self) -> Result<u64> {
+        self.core.purge_expired().await
+    }
+
+    /// Deletes `key` for `operation`; returns whether it was live.
+    async fn remove(&self, operation: &'static str, key: &str) -> Result<bool> {
+        let core = &self.core;
+        let mut connection = core.acquire(operation, Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_scalar::<_, bool>(core.sql.delete.clone())
+                    .bind(key.as_bytes())
+                    .fetch_optional(&mut *connection),
+            )
+            .await;
+        let was_live = core.settle(operation, Some(key), &mut connection, outcome)?;
+        Ok(was_live == Some(true))
+    }
+
+    fn stop_purger(&self) {
+        let purger = self
+            .purger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(purger) = purger {
+            purger.abort();
+        }
+    }
+}
+
+fn spawn_purger(core: &Arc<Core>, every: Duration) -> JoinHandle<()> {
+    // A weak handle: the task must not keep a dropped store's pool alive.
+    let core = Arc::downgrade(core);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(core) = core.upgrade() else { return };
+            if core.pool.is_closed() {
+                return;
+            }
+            match core.purge_expired().await {
+                Ok(purged) => tracing::debug!(purged, "purged expired cache rows"),
+                Err(error) => tracing::warn!(%error, "purging expired cache rows failed"),
+            }
+        }
+    })
+}
+
+/// `None` for no expiry, else the TTL in whole milliseconds (rounded up, clamped) as an interval.
+fn interval(ttl: Option<Duration>) -> Option<PgInterval> {
+    ttl.map(|ttl| PgInterval {
+        months: 0,
+        days: 0,
+        // At most MAX_TTL: ~3.2e17 µs, far inside i64.
+        microseconds: i64::try_from(ttl_millis(ttl.min(MAX_TTL)) * 1000).unwrap_or(i64::MAX),
+    })
+}
+
+/// The same key at most once, keeping its last value, ordered by key: the order in which rows
+/// are locked, so that concurrent batches over the same keys cannot deadlock.
+fn last_value_per_key(mut entries: Vec<(String, Bytes)>) -> Vec<(String, Bytes)> {
+    // Stable, so duplicates keep their order and the last one is the one kept.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut unique: Vec<(String, Bytes)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        match unique.last_mut() {
+            Some(last) if last.0 == key => last.1 = value,
+            _ => unique.push((key, value)),
+        }
+    }
+    unique
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let core = &self.core;
+        let mut connection = core.acquire("get", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_scalar::<_, Vec<u8>>(core.sql.get.clone())
+                    .bind(key.as_bytes())
+                    .fetch_optional(&mut *connection),
+            )
+            .await;
+        let value = core.settle("get", Some(key), &mut connection, outcome)?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let core = &self.core;
+        let wanted: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let mut connection = core.acquire("get_many", None).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_as::<_, (Vec<u8>, Vec<u8>)>(core.sql.get_many.clone())
+                    .bind(&wanted)
+                    .fetch_all(&mut *connection),
+            )
+            .await;
+        let rows = core.settle("get_many", None, &mut connection, outcome)?;
+        let found: HashMap<Vec<u8>, Bytes> = rows
+            .into_iter()
+            .map(|(key, value)| (key, Bytes::from(value)))
+            .collect();
+        Ok(wanted.iter().map(|key| found.get(*key).cloned()).collect())
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        let core = &self.core;
+        if ttl == Some(Duration::ZERO) && condition == Condition::Always {
+            // Already expired: the write leaves the key absent, so remove it outright.
+            self.remove("set", key).await?;
+            return Ok(true);
+        }
+        let statement = match condition {
+            Condition::Always => core.sql.set.clone(),
+            Condition::IfNotExists => core.sql.set_if_absent.clone(),
+        };
+        let mut connection = core.acquire("set", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query(statement)
+                    .bind(key.as_bytes())
+                    .bind(value.as_ref())
+                    .bind(interval(ttl))
+                    .execute(&mut *connection),
+            )
+            .await;
+        let done = core.settle_write("set", key, Some(key), &mut connection, outcome)?;
+        Ok(condition == Condition::Always || done.rows_affected() == 1)
+    }
+
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let core = &self.core;
+        if ttl == Some(Duration::ZERO) {
+            let keys: Vec<&[u8]> = entries.iter().map(|(key, _)| key.as_bytes()).collect();
+            let mut connection = core.acquire("set_many", None).await?;
+            let outcome = core
+                .timed(
+                    sqlx::query(core.sql.delete_keys.clone())
+                        .bind(&keys)
+                        .execute(&mut *connection),
+                )
+                .await;
+            core.settle("set_many", None, &mut connection, outcome)?;
+            return Ok(());
+        }
+        // ON CONFLICT cannot touch one row twice in a statement, so duplicates go first.
+        let entries = last_value_per_key(entries);
+        let keys: Vec<&[u8]> = entries.iter().map(|(key, _)| key.as_bytes()).collect();
+        let values: Vec<&[u8]> = entries.iter().map(|(_, value)| value.as_ref()).collect();
+        // If the server refuses a key as too long to index, the longest is the one to name.
+        let longest = entries
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .max_by_key(|key| key.len())
+            .unwrap_or_default();
+        let mut connection = core.acquire("set_many", None).await?;
+        let outcome = core
+            .timed(
+                sqlx::query(core.sql.set_many.clone())
+                    .bind(&keys)
+                    .bind(&values)
+                    .bind(interval(ttl))
+                    .execute(&mut *connection),
+            )
+            .await;
+        core.settle_write("set_many", longest, None, &mut connection, outcome)?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.remove("delete", key).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let core = &self.core;
+        let mut connection = core.acquire("delete_many", None).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_scalar::<_, i64>(core.sql.delete_many.clone())
+                    .bind(keys.iter().map(|key| key.as_bytes()).collect::<Vec<_>>())
+                    .fetch_one(&mut *connection),
+            )
+            .await;
+        let removed = core.settle("delete_many", None, &mut connection, outcome)?;
+        Ok(removed.unsigned_abs())
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        let core = &self.core;
+        let mut connection = core.acquire("contains", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_scalar::<_, bool>(core.sql.contains.clone())
+                    .bind(key.as_bytes())
+                    .fetch_one(&mut *connection),
+            )
+            .await;
+        core.settle("contains", Some(key), &mut connection, outcome)
+    }
+
+    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        if ttl == Some(Duration::ZERO) {
+            return self.remove("expire_in", key).await;
+        }
+        let core = &self.core;
+        let mut connection = core.acquire("expire_in", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query(core.sql.expire.clone())
+                    .bind(key.as_bytes())
+                    .bind(interval(ttl))
+                    .execute(&mut *connection),
+            )
+            .await;
+        let done = core.settle("expire_in", Some(key), &mut connection, outcome)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        let core = &self.core;
+        let mut connection = core.acquire("ttl", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_scalar::<_, Option<i64>>(core.sql.ttl.clone())
+                    .bind(key.as_bytes())
+                    .fetch_optional(&mut *connection),
+            )
+            .await;
+        let row = core.settle("ttl", Some(key), &mut connection, outcome)?;
+        Ok(row.map(|micros| match micros {
+            None => Ttl::Eternal,
+            Some(micros) => Ttl::Remaining(Duration::from_micros(micros.unsigned_abs())),
+        }))
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        let core = &self.core;
+        let mut connection = core.acquire("clear_prefix", Some(prefix)).await?;
+        let query = match prefix_upper_bound(prefix.as_bytes()) {
+            Some(upper) => sqlx::query_scalar::<_, i64>(core.sql.clear_range.clone())
+                .bind(prefix.as_bytes())
+                .bind(upper),
+            None => {
+                sqlx::query_scalar::<_, i64>(core.sql.clear_from.clone()).bind(prefix.as_bytes())
+            }
+        };
+        let outcome = core.timed(query.fetch_one(&mut *connection)).await;
+        let removed = core.settle("clear_prefix", Some(prefix), &mut connection, outcome)?;
+        Ok(removed.unsigned_abs())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.stop_purger();
+        self.core.pool.close().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_keep_the_last_value_of_each_key() {
+        let entries = vec![
+            ("b".to_owned(), Bytes::from_static(b"b1")),
+            ("a".to_owned(), Bytes::from_static(b"a1")),
+            ("b".to_owned(), Bytes::from_static(b"b2")),
+            ("a".to_owned(), Bytes::from_static(b"a2")),
+            ("c".to_owned(), Bytes::from_static(b"c1")),
+            ("b".to_owned(), Bytes::from_static(b"b3")),
+        ];
+        let unique = last_value_per_key(entries);
+        let shown: Vec<(&str, &[u8])> = unique
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_ref()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![("a", &b"a2"[..]), ("b", &b"b3"[..]), ("c", &b"c1"[..])]
+        );
+    }
+
+    #[test]
+    fn ttls_become_millisecond_intervals() {
+        assert!(interval(None).is_none());
+        let micros = |ttl| interval(Some(ttl)).map(|i| i.microseconds);
+        assert_eq!(micros(Duration::from_micros(1)), Some(1_000));
+        assert_eq!(micros(Duration::from_millis(1500)), Some(1_500_000));
+        assert_eq!(micros(Duration::MAX), Some(MAX_TTL.as_micros() as i64));
+    }
+}

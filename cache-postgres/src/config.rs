@@ -1,0 +1,581 @@
+//! `postgres://` URLs and the settings they carry.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use cache_core::{Error, Result};
+use sqlx::postgres::PgConnectOptions;
+
+/// The table used when the URL names none.
+pub const DEFAULT_TABLE: &str = "cachette";
+/// Connections per pool when the URL sets no `pool_max`.
+pub const DEFAULT_POOL_MAX: u32 = 10;
+/// How long a call waits for a pooled connection (including opening one) by default.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement may run by default, enforced by the server and by the client.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often expired rows are deleted in the background by default.
+pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// PostgreSQL truncates identifiers at 63 bytes; the index name adds [`INDEX_SUFFIX`] to the
+/// table name, so table names stop at 48 bytes to keep both names whole.
+const MAX_TABLE_NAME_BYTES: usize = 48;
+pub(crate) const INDEX_SUFFIX: &str = "_expires_at_idx";
+
+/// Query options that sqlx understands and that are passed on to it unchanged.
+const DRIVER_OPTIONS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Our own query options; everything else except [`DRIVER_OPTIONS`] is refused.
+const STORE_OPTIONS: &[&str] = &[
+    "table",
+    "unlogged",
+    "pool_max",
+    "acquire_timeout",
+    "statement_timeout",
+    "purge_interval",
+];
+
+/// A validated table name, optionally schema-qualified (`schema.table`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    schema: Option<String>,
+    table: String,
+}
+
+impl TableName {
+    /// Checks `name`: one or two dot-separated parts, each starting with an ASCII letter or `_`
+    /// and holding only ASCII letters, digits and `_`; the table part at most 48 bytes. Names are
+    /// quoted in SQL, so case is kept: `Cache` and `cache` are different tables.
+    pub fn new(name: &str) -> Result<Self> {
+        let (schema, table) = match name.split_once('.') {
+            Some((schema, table)) => (Some(schema), table),
+            None => (None, name),
+        };
+        if let Some(schema) = schema {
+            check_identifier(name, schema, 63)?;
+        }
+        check_identifier(name, table, MAX_TABLE_NAME_BYTES)?;
+        Ok(Self {
+            schema: schema.map(str::to_owned),
+            table: table.to_owned(),
+        })
+    }
+
+    /// The name as SQL, quoted: `"cachette"` or `"app"."cachette"`.
+    pub fn quoted(&self) -> String {
+        self.quoted_with_suffix("")
+    }
+
+    /// The quoted name of the expiry index, which lives in the table's schema.
+    pub(crate) fn quoted_index(&self) -> String {
+        self.quoted_with_suffix(INDEX_SUFFIX)
+    }
+
+    /// The bare name of the expiry index, as `CREATE INDEX` wants it (no schema).
+    pub(crate) fn index_identifier(&self) -> String {
+        format!("\"{}{INDEX_SUFFIX}\"", self.table)
+    }
+
+    fn quoted_with_suffix(&self, suffix: &str) -> String {
+        // Validation allows no `"`, so wrapping in quotes needs no escaping.
+        match &self.schema {
+            Some(schema) => format!("\"{schema}\".\"{}{suffix}\"", self.table),
+            None => format!("\"{}{suffix}\"", self.table),
+        }
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.table),
+            None => f.write_str(&self.table),
+        }
+    }
+}
+
+fn check_identifier(name: &str, part: &str, max_bytes: usize) -> Result<()> {
+    let mut chars = part.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !starts_well || !rest_ok {
+        return Err(Error::config(format!(
+            "invalid PostgreSQL table name {name:?}: use `table` or `schema.table`, each part \
+             starting with a letter or `_` and holding only ASCII letters, digits and `_`"
+        )));
+    }
+    if part.len() > max_bytes {
+        return Err(Error::config(format!(
+            "PostgreSQL table name {name:?} is too long: {part:?} has {} bytes, at most \
+             {max_bytes} are allowed so that the table and its index names stay whole",
+            part.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Everything a [`PostgresBackend`](crate::PostgresBackend) needs: where to connect, which table,
+/// how to pool and time out, and how often to purge.
+///
+/// Built from a URL with [`PostgresConfig::from_url`] and adjusted with its methods. `Debug` and
+/// every message show the URL with its password replaced by `***`.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_postgres::PostgresConfig;
+///
+/// let config = PostgresConfig::from_url(
+///     "postgres://app:s3cret@db.internal:5432/app?table=cache&pool_max=20&statement_timeout=2s",
+/// )?
+/// .purge_interval(Some(Duration::from_secs(300)));
+/// assert_eq!(config.get_table().to_string(), "cache");
+/// assert_eq!(config.get_pool_max(), 20);
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct PostgresConfig {
+    connect: PgConnectOptions,
+    redacted_url: String,
+    table: TableName,
+    unlogged: bool,
+    pool_max: u32,
+    acquire_timeout: Duration,
+    statement_timeout: Duration,
+    purge_interval: Option<Duration>,
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `PgConnectOptions` prints its password, so it stays out of here.
+        f.debug_struct("PostgresConfig")
+            .field("url", &self.redacted_url)
+            .field("table", &self.table.to_string())
+            .field("unlogged", &self.unlogged)
+            .field("pool_max", &self.pool_max)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("purge_interval", &self.purge_interval)
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    /// Parses `postgres://user:pass@host:port/db?options` (or `postgresql://`).
+    ///
+    /// Store options, all optional:
+    ///
+    /// | option | default | meaning |
+    /// |---|---|---|
+    /// | `table` | `cachette` | the table, `name` or `schema.name` |
+    /// | `unlogged` | `true` | create the table `UNLOGGED` (no write-ahead log) |
+    /// | `pool_max` | `10` | connections in the pool |
+    /// | `acquire_timeout` | `5s` | how long a call waits for a connection |
+    /// | `statement_timeout` | `5s` | how long one statement may run |
+    /// | `purge_interval` | `60s` | background deletion of expired rows; `off` disables it |
+    ///
+    /// Durations take a unit: `250ms`, `5s`, `2m`, `1h`. The driver's own options (`sslmode`,
+    /// `host`, `port`, `user`, `password`, `dbname`, `application_name`, `options`, …) pass
+    /// through to sqlx; any other option is an [`Error::Config`], so a typo cannot silently
+    /// select the default.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let redacted_url = redact_url(url);
+        let parsed = url::Url::parse(url).map_err(|error| {
+            Error::config_with(format!("invalid PostgreSQL URL {redacted_url}"), error)
+        })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(Error::config(format!(
+                "a PostgreSQL URL starts with postgres:// or postgresql://, not {redacted_url}"
+            )));
+        }
+        let mut config = Self {
+            connect: PgConnectOptions::new_without_pgpass(),
+            redacted_url: redacted_url.clone(),
+            table: TableName::new(DEFAULT_TABLE)?,
+            unlogged: true,
+            pool_max: DEFAULT_POOL_MAX,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            purge_interval: Some(DEFAULT_PURGE_INTERVAL),
+        };
+        let mut driver_url = parsed.clone();
+        driver_url.set_query(None);
+        let mut has_application_name = false;
+        {
+            let mut driver_query = driver_url.query_pairs_mut();
+            for (name, value) in parsed.query_pairs() {
+                let name = name.as_ref();
+                if STORE_OPTIONS.contains(&name) {
+                    config = config.apply_option(name, &value)?;
+                } else if DRIVER_OPTIONS.contains(&name) || is_driver_setting(name) {
+                    has_application_name |= name == "application_name";
+                    driver_query.append_pair(name, &value);
+                } else {
+                    return Err(Error::config(format!(
+                        "unknown PostgreSQL URL option {name:?} in {redacted_url}; store options: \
+                         {}; driver options: {}",
+                        STORE_OPTIONS.join(", "),
+                        DRIVER_OPTIONS.join(", ")
+                    )));
+                }
+            }
+        }
+        if driver_url.query() == Some("") {
+            driver_url.set_query(None);
+        }
+        let connect = PgConnectOptions::from_str(driver_url.as_str()).map_err(|error| {
+            Error::config_with(format!("invalid PostgreSQL URL {redacted_url}"), error)
+        })?;
+        // Shows up in `pg_stat_activity`, so a DBA can tell the cache's sessions apart.
+        config.connect = if has_application_name {
+            connect
+        } else {
+            connect.application_name("cachette")
+        };
+        Ok(config)
+    }
+
+    fn apply_option(self, name: &str, value: &str) -> Result<Self> {
+        Ok(match name {
+            "table" => self.table(value)?,
+            "unlogged" => self.unlogged(parse_bool(name, value)?),
+            "pool_max" => {
+                let max = value.parse::<u32>().ok().filter(|max| *max > 0);
+                self.pool_max(max.ok_or_else(|| {
+                    Error::config(format!(
+                        "PostgreSQL URL option pool_max={value} is not a positive whole number"
+                    ))
+                })?)
+            }
+            "acquire_timeout" => self.acquire_timeout(parse_duration(name, value)?),
+            "statement_timeout" => self.statement_timeout(parse_duration(name, value)?),
+            "purge_interval" => match value {
+                "off" | "0" | "none" => self.purge_interval(None),
+                _ => self.purge_interval(Some(parse_duration(name, value)?)),
+            },
+            other => {
+                return Err(Error::config(format!(
+                    "unknown PostgreSQL store option {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// Uses table `name` (`table` or `schema.table`); see [`TableName::new`] for the rules.
+    pub fn table(mut self, name: &str) -> Result<Self> {
+        self.table = TableName::new(name)?;
+        Ok(self)
+    }
+
+    /// Whether the table is created `UNLOGGED` (default `true`): faster writes, no replication,
+    /// and emptied by crash recovery. Applies only when the store creates the table.
+    pub fn unlogged(mut self, unlogged: bool) -> Self {
+        self.unlogged = unlogged;
+        self
+    }
+
+    /// The most connections the pool opens (default 10; at least 1).
+    pub fn pool_max(mut self, max: u32) -> Self {
+        self.pool_max = max.max(1);
+        self
+    }
+
+    /// How long a call waits for a connection, including opening one (default 5 s). When the
+    /// server is unreachable, calls fail with [`Error::Backend`] after about this long.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// How long one statement may run (default 5 s): the server cancels it
+    /// (`statement_timeout`), and the client gives up shortly after if the server does not
+    /// answer at all.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// How often a background task deletes expired rows (default 60 s); `None` turns it off, and
+    /// [`PostgresBackend::purge_expired`](crate::PostgresBackend::purge_expired) still works.
+    pub fn purge_interval(mut self, interval: Option<Duration>) -> Self {
+        self.purge_interval = interval.filter(|interval| !interval.is_zero());
+        self
+    }
+
+    /// The table.
+    pub fn get_table(&self) -> &TableName {
+        &self.table
+    }
+
+    /// Whether a table the store creates is `UNLOGGED`.
+    pub fn is_unlogged(&self) -> bool {
+        self.unlogged
+    }
+
+    /// The most connections the pool opens.
+    pub fn get_pool_max(&self) -> u32 {
+        self.pool_max
+    }
+
+    /// How long a call waits for a connection.
+    pub fn get_acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// How long one statement may run.
+    pub fn get_statement_timeout(&self) -> Duration {
+        self.statement_timeout
+    }
+
+    /// How often expired rows are purged in the background, if at all.
+    pub fn get_purge_interval(&self) -> Option<Duration> {
+        self.purge_interval
+    }
+
+    /// The URL with its password replaced by `***`, for messages.
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted_url
+    }
+
+    pub(crate) fn connect_options(&self) -> &PgConnectOptions {
+        &self.connect
+    }
+}
+
+/// `options[name]=value` sets a server setting at connection start; sqlx passes it on.
+fn is_driver_setting(name: &str) -> bool {
+    name.starts_with("options[") && name.ends_with(']')
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::config(format!(
+            "PostgreSQL URL option {name}={value} is not true or false"
+        ))),
+    }
+}
+
+/// `250ms`, `5s`, `2m`, `1h`: a whole number and a unit, so `5` cannot be misread.
+fn parse_duration(name: &str, value: &str) -> Result<Duration> {
+    let digits_end = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(digits_end);
+    let bad = || {
+        Error::config(format!(
+            "PostgreSQL URL option {name}={value} is not a duration such as 250ms, 5s, 2m or 1h"
+        ))
+    };
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let unit_millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(unit_millis)
+        .map(Duration::from_millis)
+        .ok_or_else(bad)
+}
+
+/// `url` with the password (in the user part or a `password=` option) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            if parsed.query_pairs().any(|(name, _)| name == "password") {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(name, value)| {
+                        let value = if name == "password" {
+                            "***".to_owned()
+                        } else {
+                            value.into_owned()
+                        };
+                        (name.into_owned(), value)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        // Unparseable: keep only what cannot hold a password.
+        Err(_) => match url.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None if url.contains("password") => "(a URL with a password)".to_owned(),
+            None => url.to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_the_url_sets_nothing() {
+        let config = PostgresConfig::from_url("postgres://postgres@127.0.0.1:5432/test").unwrap();
+        assert_eq!(config.get_table().to_string(), "cachette");
+        assert!(config.is_unlogged());
+        assert_eq!(config.get_pool_max(), DEFAULT_POOL_MAX);
+        assert_eq!(config.get_acquire_timeout(), DEFAULT_ACQUIRE_TIMEOUT);
+        assert_eq!(config.get_statement_timeout(), DEFAULT_STATEMENT_TIMEOUT);
+        assert_eq!(config.get_purge_interval(), Some(DEFAULT_PURGE_INTERVAL));
+        let connect = config.connect_options();
+        assert_eq!(connect.get_host(), "127.0.0.1");
+        assert_eq!(connect.get_port(), 5432);
+        assert_eq!(connect.get_username(), "postgres");
+        assert_eq!(connect.get_database(), Some("test"));
+        assert_eq!(connect.get_application_name(), Some("cachette"));
+    }
+
+    #[test]
+    fn store_options_are_read() {
+        let config = PostgresConfig::from_url(
+            "postgresql://u@h/db?table=app.cache_v2&unlogged=false&pool_max=3\
+             &acquire_timeout=250ms&statement_timeout=2s&purge_interval=5m",
+        )
+        .unwrap();
+        assert_eq!(config.get_table().quoted(), r#""app"."cache_v2""#);
+        assert_eq!(
+            config.get_table().quoted_index(),
+            r#""app"."cache_v2_expires_at_idx""#
+        );
+        assert!(!config.is_unlogged());
+        assert_eq!(config.get_pool_max(), 3);
+        assert_eq!(config.get_acquire_timeout(), Duration::from_millis(250));
+        assert_eq!(config.get_statement_timeout(), Duration::from_secs(2));
+        assert_eq!(config.get_purge_interval(), Some(Duration::from_secs(300)));
+        for off in ["off", "0", "none"] {
+            let url = format!("postgres://u@h/db?purge_interval={off}");
+            assert_eq!(
+                PostgresConfig::from_url(&url).unwrap().get_purge_interval(),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn driver_options_pass_through_and_store_options_do_not() {
+        let config = PostgresConfig::from_url(
+            "postgres://u@h:6000/db?application_name=billing&sslmode=disable&table=t\
+             &options[search_path]=cache",
+        )
+        .unwrap();
+        let connect = config.connect_options();
+        assert_eq!(connect.get_application_name(), Some("billing"));
+        assert_eq!(connect.get_port(), 6000);
+        let options = connect.get_options().unwrap_or_default();
+        assert!(options.contains("search_path=cache"), "{options}");
+        assert!(!options.contains("table"), "{options}");
+    }
+
+    #[test]
+    fn bad_urls_and_options_are_config_errors() {
+        for bad in [
+            "postgres://u@h/db?tabel=x",
+            "postgres://u@h/db?table=",
+            "postgres://u@h/db?table=1abc",
+            "postgres://u@h/db?table=a-b",
+            "postgres://u@h/db?table=a.b.c",
+            "postgres://u@h/db?table=x%22%3B%20DROP%20TABLE%20y",
+            "postgres://u@h/db?unlogged=maybe",
+            "postgres://u@h/db?pool_max=0",
+            "postgres://u@h/db?pool_max=-1",
+            "postgres://u@h/db?acquire_timeout=5",
+            "postgres://u@h/db?statement_timeout=5 s",
+            "postgres://u@h/db?statement_timeout=99999999999999999999h",
+            "postgres://u@h/db?purge_interval=soon",
+            "postgres://u@h/db?sslmode=sometimes",
+            "redis://h/0",
+            "not a url",
+        ] {
+            match PostgresConfig::from_url(bad) {
+                Err(Error::Config { .. }) => {}
+                other => panic!("{bad}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn table_names_are_validated_and_quoted() {
+        assert_eq!(TableName::new("cache").unwrap().quoted(), "\"cache\"");
+        assert_eq!(TableName::new("Cache_1").unwrap().quoted(), "\"Cache_1\"");
+        assert_eq!(TableName::new("_x").unwrap().to_string(), "_x");
+        assert_eq!(
+            TableName::new("cache").unwrap().index_identifier(),
+            "\"cache_expires_at_idx\""
+        );
+        assert!(TableName::new(&"t".repeat(48)).is_ok());
+        assert!(TableName::new(&"t".repeat(49)).is_err());
+        for bad in ["", ".", "a.", ".a", "a b", "é", "a\"b", "a;b", "a\0b"] {
+            assert!(TableName::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let url = "postgres://app:hunter2@db:5432/app?table=t&password=swordfish";
+        let config = PostgresConfig::from_url(url).unwrap();
+        let shown = format!("{config:?} {}", config.redacted_url());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("swordfish"), "{shown}");
+        assert!(shown.contains("app:***@db"), "{shown}");
+        let err = PostgresConfig::from_url("postgres://app:hunter2@db/app?bogus=1").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = PostgresConfig::from_url("postgres://app:hunter2@db/app?pool_max=x").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!redact_url("postgres://app:hunter2@[bad").contains("hunter2"));
+        assert!(!redact_url("garbage password=hunter2").contains("hunter2"));
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(
+            parse_duration("x", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_duration("x", "3s").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("x", "2min").unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            parse_duration("x", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
+        for bad in ["", "s", "5", "5sec", "-5s", "1.5s"] {
+            assert!(parse_duration("x", bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The table: its DDL, its creation under an advisory lock, the check of an existing one, and
+//! every statement the store runs against it.
+
+use std::sync::Arc;
+
+use cache_core::{Error, Result};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, SqlSafeStr, SqlStr, Transaction};
+
+use crate::config::{PostgresConfig, TableName};
+use crate::core::map_postgres_error;
+
+/// The first half of the two-part advisory lock key (`'cach'` in ASCII); the second half is a
+/// hash of the table name, so stores of different tables do not wait on each other.
+const LOCK_CLASS: i32 = 0x6361_6368;
+
+/// Expiry is judged by the server clock at the start of each statement. `statement_timestamp()`
+/// is stable within a statement (one instant for every row, and usable in index conditions),
+/// unlike `clock_timestamp()`, and unlike `now()` it still moves on inside a transaction.
+const NOW: &str = "statement_timestamp()";
+
+/// The `CREATE` statements for `table`: what the store runs the first time it meets a database
+/// without the table, and what a DBA can run by hand.
+pub fn ddl(table: &TableName, unlogged: bool) -> [String; 2] {
+    let unlogged = if unlogged { "UNLOGGED " } else { "" };
+    let quoted = table.quoted();
+    [
+        format!(
+            "CREATE {unlogged}TABLE IF NOT EXISTS {quoted} (\n    \
+             key        bytea PRIMARY KEY,\n    \
+             value      bytea NOT NULL,\n    \
+             expires_at timestamptz\n)"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {quoted} (expires_at) WHERE expires_at IS NOT NULL",
+            table.index_identifier()
+        ),
+    ]
+}
+
+/// A prefix is a range of keys in byte order: `[prefix, upper)`, where `upper` is the least byte
+/// string greater than every string starting with `prefix`: the prefix with its trailing `0xFF`
+/// bytes dropped and its last byte stepped up. `None` means no upper end (the empty prefix).
+/// Keys are UTF-8, which never holds `0xFF`, but the rule does not rely on it.
+pub(crate) fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+/// Every statement the store runs, built once per store with its table name in place.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub get: SqlStr,
+    pub get_many: SqlStr,
+    pub set: SqlStr,
+    pub set_if_absent: SqlStr,
+    pub set_many: SqlStr,
+    pub delete: SqlStr,
+    pub delete_keys: SqlStr,
+    pub delete_many: SqlStr,
+    pub contains: SqlStr,
+    pub expire: SqlStr,
+    pub ttl: SqlStr,
+    pub clear_range: SqlStr,
+    pub clear_from: SqlStr,
+    pub purge: SqlStr,
+}
+
+impl Statements {
+    pub(crate) fn new(table: &TableName) -> Self {
+        let t = table.quoted();
+        let live = format!("(expires_at IS NULL OR expires_at > {NOW})");
+        // `$3` is the TTL as an interval; a NULL interval gives a NULL (eternal) expiry.
+        let upsert = "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+        let sql = |text: String| AssertSqlSafe(Arc::<str>::from(text)).into_sql_str();
+        Self {
+            get: sql(format!("SELECT value FROM {t} WHERE key = $1 AND {live}")),
+            get_many: sql(format!(
+                "SELECT key, value FROM {t} WHERE key = ANY($1::bytea[]) AND {live}"
+            )),
+            set: sql(format!(
+                "INSERT INTO {t} AS current (key, value, expires_at) \
+                 VALUES ($1, $2, {NOW} + $3::interval) {upsert}"
+            )),
+            // One statement decides: a live row blocks the write (no row comes back), an expired
+            // one is overwritten as if absent. Concurrent writers queue on the row lock and
+            // re-check the condition against the winner's row, so exactly one of them writes.
+            set_if_absent: sql(format!(
+                "INSERT INTO {t} AS current (key, value, expires_at) \
+                 VALUES ($1, $2, {NOW} + $3::interval) {upsert} \
+                 WHERE current.expires_at <= {NOW} RETURNING true"
+            )),
+            set_many: sql(format!(
+                "INSERT INTO {t} AS current (key, value, expires_at) \
+                 SELECT k, v, {NOW} + $3::interval FROM UNNEST($1::bytea[], $2::bytea[]) AS u(k, v) \
+                 {upsert}"
+            )),
+            delete: sql(format!("DELETE FROM {t} WHERE key = $1 RETURNING {live}")),
+            delete_keys: sql(format!("DELETE FROM {t} WHERE key = ANY($1::bytea[])")),
+            delete_many: sql(format!(
+                "WITH gone AS (DELETE FROM {t} WHERE key = ANY($1::bytea[]) RETURNING expires_at) \
+                 SELECT count(*) FROM gone WHERE {live}"
+            )),
+            contains: sql(format!(
+                "SELECT EXISTS (SELECT 1 FROM {t} WHERE key = $1 AND {live})"
+            )),
+            expire: sql(format!(
+                "UPDATE {t} SET expires_at = {NOW} + $2::interval \
+                 WHERE key = $1 AND {live} RETURNING true"
+            )),
+            // NULL for an eternal key; microseconds left otherwise (at least 1, as the row is live).
+            ttl: sql(format!(
+                "SELECT (extract(epoch FROM expires_at - {NOW}) * 1000000)::int8 \
+                 FROM {t} WHERE key = $1 AND {live}"
+            )),
+            // A range of the primary key's index, never LIKE: no character of a prefix is special.
+            clear_range: sql(format!(
+                "WITH gone AS (DELETE FROM {t} WHERE key >= $1 AND key < $2 RETURNING expires_at) \
+                 SELECT count(*) FROM gone WHERE {live}"
+            )),
+            clear_from: sql(format!(
+                "WITH gone AS (DELETE FROM {t} WHERE key >= $1 RETURNING expires_at) \
+                 SELECT count(*) FROM gone WHERE {live}"
+            )),
+            // Batches keep each statement short, and SKIP LOCKED lets several processes purge at
+            // once without waiting on each other. The outer condition is checked again on the
+            // row as it is when locked, so a key rewritten meanwhile survives.
+            purge: sql(format!(
+                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= {NOW} \
+                 LIMIT $1 FOR UPDATE SKIP LOCKED) AND expires_at <= {NOW}"
+            )),
+        }
+    }
+}
+
+/// Creates the table and its index if missing and checks an existing table's shape, under a
+/// transaction-scoped advisory lock: `CREATE TABLE IF NOT EXISTS` alone fails with a duplicate
+/// key error when two sessions create the same table at once.
+pub(crate) async fn ensure(pool: &PgPool, config: &PostgresConfig) -> Result<()> {
+    let fail = |error| map_postgres_error("create_table", None, error);
+    let table = config.get_table();
+    let quoted = table.quoted();
+    let mut tx = pool.begin().await.map_err(fail)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(LOCK_CLASS)
+        .bind(&quoted)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+    let [create_table, create_index] = ddl(table, config.is_unlogged());
+    let (table_exists, index_exists): (bool, bool) =
+        sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+            .bind(&quoted)
+            .bind(table.quoted_index())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+    if table_exists {
+        check_shape(&mut tx, config).await?;
+    } else {
+        run_ddl(&mut tx, create_table).await?;
+    }
+    if !index_exists {
+        run_ddl(&mut tx, create_index).await?;
+    }
+    tx.commit().await.map_err(fail)
+}
+
+async fn run_ddl(tx: &mut Transaction<'_, Postgres>, statement: String) -> Result<()> {
+    sqlx::query(AssertSqlSafe(statement))
+        .persistent(false)
+        .execute(&mut **tx)
+        .await
+        .map_err(|error| map_postgres_error("create_table", None, error))
+        .map(drop)
+}
+
+/// An existing table must have the columns the statements use and a unique index on `key`
+/// (for `ON CONFLICT`); anything else is a configuration error naming the table, rather than a
+/// server error on every call.
+async fn check_shape(tx: &mut Transaction<'_, Postgres>, config: &PostgresConfig) -> Result<()> {
+    let table = config.get_table();
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), c.relpersistence::text \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .bind(table.quoted())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(|error| map_postgres_error("create_table", None, error))?;
+    for (column, expected) in [
+        ("key", "bytea"),
+        ("value", "bytea"),
+        ("expires_at", "timestamp with time zone"),
+    ] {
+        let found = columns.iter().find(|(name, _, _)| name == column);
+        if found.is_none_or(|(_, found, _)| found != expected) {
+            return Err(Error::config(format!(
+                "table {table} exists but is not a cachette table: column {column} should be \
+                 {expected}, found {}; drop it or choose another with ?table=",
+                found.map_or("nothing", |(_, found, _)| found.as_str())
+            )));
+        }
+    }
+    let key_is_unique: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a \
+         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 \
+         AND i.indpred IS NULL AND a.attname = 'key')",
+    )
+    .bind(table.quoted())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|error| map_postgres_error("create_table", None, error))?;
+    if !key_is_unique {
+        return Err(Error::config(format!(
+            "table {table} exists but has no unique index on key, which the cache needs"
+        )));
+    }
+    let unlogged = columns
+        .first()
+        .is_some_and(|(_, _, persistence)| persistence == "u");
+    if unlogged != config.is_unlogged() {
+        // The table's persistence is the DBA's call once it exists; say so, but serve.
+        tracing::warn!(
+            table = %table,
+            "cache table is {} but the URL asks for unlogged={}; using the table as it is \
+             (ALTER TABLE … SET {} to change it)",
+            if unlogged { "UNLOGGED" } else { "logged" },
+            config.is_unlogged(),
+            if config.is_unlogged() { "UNLOGGED" } else { "LOGGED" },
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges_cover_exactly_the_prefixed_keys() {
+        assert_eq!(prefix_upper_bound(b""), None);
+        assert_eq!(prefix_upper_bound(b"a:").as_deref(), Some(&b"a;"[..]));
+        assert_eq!(prefix_upper_bound(b"a\xff\xff").as_deref(), Some(&b"b"[..]));
+        assert_eq!(prefix_upper_bound(b"\xff"), None);
+        assert_eq!(prefix_upper_bound(b"%_").as_deref(), Some(&b"%`"[..]));
+        let keys: [&[u8]; 12] = [
+            b"a:", b"a:x", b"a:\xff", b"a;", b"a", b"a9", b"A:x", b"b", b"a:\x7f", b"ab:", b"a\0",
+            b"",
+        ];
+        for prefix in [&b"a:"[..], b"a", b"", b"\xff", b"a:\xff", b"a\0"] {
+            let upper = prefix_upper_bound(prefix);
+            for key in keys {
+                // Rust orders byte slices as PostgreSQL orders bytea.
+                let in_range = key >= prefix && upper.as_deref().is_none_or(|upper| key < upper);
+                assert_eq!(in_range, key.starts_with(prefix), "{prefix:?} / {key:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn ddl_quotes_the_table_and_names_the_index() {
+        let table = TableName::new("app.cache").unwrap();
+        let [create_table, create_index] = ddl(&table, true);
+        assert!(create_table.starts_with(r#"CREATE UNLOGGED TABLE IF NOT EXISTS "app"."cache" ("#));
+        assert!(create_table.contains("key        bytea PRIMARY KEY"));
+        assert!(create_index.starts_with(
+            r#"CREATE INDEX IF NOT EXISTS "cache_expires_at_idx" ON "app"."cache" (expires_at)"#
+        ));
+        let [logged, _] = ddl(&table, false);
+        assert!(logged.starts_with("CREATE TABLE"));
+    }
+}

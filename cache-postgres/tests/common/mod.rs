@@ -1,0 +1,115 @@
+//! What the PostgreSQL tests share: the server URL, fresh tables, and throwaway servers.
+
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
+
+pub mod throwaway;
+
+use std::sync::Arc;
+
+use cache_core::Backend;
+use cache_postgres::PostgresBackend;
+use sqlx::Connection;
+
+/// The server under test, from `CACHETTE_POSTGRES_URL`; fails the test when it is unset.
+pub fn postgres_url() -> String {
+    match std::env::var("CACHETTE_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "CACHETTE_POSTGRES_URL is not set: run `cargo xtask test`, which starts a PostgreSQL \
+             server, or set it yourself, e.g. \
+             CACHETTE_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+        ),
+    }
+}
+
+/// `url` with more query options, whether or not it already has some.
+pub fn with_options(url: &str, options: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{options}")
+}
+
+/// A table name no other test uses.
+pub fn fresh_table(purpose: &str) -> String {
+    let tag: String = std::iter::repeat_with(fastrand::lowercase)
+        .take(10)
+        .collect();
+    format!("cachette_{purpose}_{tag}")
+}
+
+/// The store the conformance suite runs against: the URL's own table and options.
+pub async fn conformance_backend() -> Arc<dyn Backend> {
+    let url = postgres_url();
+    match PostgresBackend::connect(&url).await {
+        Ok(store) => Arc::new(store),
+        Err(error) => panic!(
+            "cannot open the PostgreSQL store at {}: {error}",
+            cache_postgres::redact_url(&url)
+        ),
+    }
+}
+
+/// A store on its own fresh table (dropped by [`drop_table`]).
+pub async fn store_on(table: &str, options: &str) -> PostgresBackend {
+    let url = with_options(&postgres_url(), &format!("table={table}&{options}"));
+    PostgresBackend::connect(&url)
+        .await
+        .unwrap_or_else(|error| panic!("cannot open the PostgreSQL store: {error}"))
+}
+
+/// A plain connection for looking at tables behind the store's back.
+pub async fn raw_connection(url: &str) -> sqlx::PgConnection {
+    let options: sqlx::postgres::PgConnectOptions = strip_store_options(url)
+        .parse()
+        .unwrap_or_else(|error| panic!("bad URL: {error}"));
+    sqlx::PgConnection::connect_with(&options)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL: {error}"))
+}
+
+/// Drops a test table and its index.
+pub async fn drop_table(table: &str) {
+    let mut connection = raw_connection(&postgres_url()).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS \"{table}\""
+    )))
+    .execute(&mut connection)
+    .await
+    .unwrap_or_else(|error| panic!("cannot drop {table}: {error}"));
+}
+
+/// Rows in a table, expired ones included.
+pub async fn row_count(table: &str) -> i64 {
+    let mut connection = raw_connection(&postgres_url()).await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{table}\""
+    )))
+    .fetch_one(&mut connection)
+    .await
+    .unwrap_or_else(|error| panic!("cannot count {table}: {error}"))
+}
+
+/// The URL without the store's own options, which sqlx would warn about.
+fn strip_store_options(url: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap_or_else(|error| panic!("bad URL: {error}"));
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(name, _)| {
+            ![
+                "table",
+                "unlogged",
+                "pool_max",
+                "acquire_timeout",
+                "statement_timeout",
+                "purge_interval",
+            ]
+            .contains(&name.as_ref())
+        })
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    parsed.set_query(None);
+    if !kept.is_empty() {
+        parsed.query_pairs_mut().extend_pairs(kept);
+    }
+    parsed.to_string()
+}

@@ -1,0 +1,5 @@
+//! The whole conformance suite against the server in `CACHETTE_POSTGRES_URL`.
+
+mod common;
+
+cache_core::conformance_tests!(common::conformance_backend());
