@@ -1,0 +1,344 @@
+//! Timing: one contender, one operation, for a fixed wall-clock slice (or a fixed number of
+//! calls, for profilers).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::BenchResult;
+use crate::workload::{BATCH, KEYS, SharedWorkload, TASKS};
+
+/// The operations of the workload, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `get` of a present key, keys in random order, one task.
+    Get,
+    /// `set` with the 300 s TTL, one task.
+    Set,
+    /// `get_many` of 100 present keys.
+    GetMany,
+    /// `set_many` of 100 items with the 300 s TTL.
+    SetMany,
+    /// `get` of present keys from 64 concurrent tasks.
+    ConcurrentGet,
+}
+
+impl Op {
+    /// Every operation, in table order.
+    pub const ALL: [Op; 5] = [
+        Op::Get,
+        Op::Set,
+        Op::GetMany,
+        Op::SetMany,
+        Op::ConcurrentGet,
+    ];
+
+    /// The name in tables and progress lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set (TTL)",
+            Op::GetMany => "get_many 100",
+            Op::SetMany => "set_many 100 (TTL)",
+            Op::ConcurrentGet => "get, 64 tasks",
+        }
+    }
+
+    /// The name `--ops` knows it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::GetMany => "get_many",
+            Op::SetMany => "set_many",
+            Op::ConcurrentGet => "get64",
+        }
+    }
+
+    /// What one counted unit is: batch operations count keys, so that their rate reads next to
+    /// single-key rates.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Op::GetMany | Op::SetMany => "keys/s",
+            Op::Get | Op::Set | Op::ConcurrentGet => "ops/s",
+        }
+    }
+}
+
+/// One way of doing the workload's operations: the facade over a store, the store's raw driver,
+/// or a peer library. Key arguments are indices into the workload.
+///
+/// Reads return how many of the asked keys they found, so that a run that misses (a
+/// mis-configured contender would be fast for the wrong reason) is reported rather than timed.
+pub trait Target: Clone + Send + Sync + 'static {
+    /// Whether calls stay in this process: the clock is then read every few calls rather than
+    /// after each, so that reading it does not weigh on sub-microsecond calls.
+    const IN_PROCESS: bool;
+    /// Whether the contender has batch calls; without them `get_many` and `set_many` are not
+    /// timed (a loop of single calls is a different operation).
+    const BATCHES: bool = true;
+
+    /// Reads one key; whether it was found.
+    fn get(&self, key: usize) -> impl Future<Output = BenchResult<bool>> + Send;
+    /// Writes one key with the workload's TTL.
+    fn set(&self, key: usize) -> impl Future<Output = BenchResult<()>> + Send;
+    /// Reads `keys` in one call; how many were found.
+    fn get_many(&self, keys: &[usize]) -> impl Future<Output = BenchResult<usize>> + Send;
+    /// Writes `keys` in one call with the workload's TTL.
+    fn set_many(&self, keys: &[usize]) -> impl Future<Output = BenchResult<()>> + Send;
+}
+
+/// How long one slice runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// For this long: the benchmark.
+    For(Duration),
+    /// For this many calls: for a profiler, which slows calls too much for a time budget and
+    /// wants the same work from every contender.
+    Calls(u64),
+}
+
+impl Budget {
+    /// Whether a slice that began at `began` and made `calls` calls is over. The clock is read
+    /// only every `stride` calls.
+    fn spent(self, calls: u64, stride: u64, began: Instant) -> bool {
+        match self {
+            Budget::Calls(budget) => calls >= budget,
+            Budget::For(slice) => calls.is_multiple_of(stride) && began.elapsed() >= slice,
+        }
+    }
+
+    /// The budget of one of `tasks` tasks sharing this one.
+    fn share(self, tasks: usize) -> Self {
+        match self {
+            Budget::Calls(budget) => Budget::Calls((budget / tasks as u64).max(1)),
+            Budget::For(slice) => Budget::For(slice),
+        }
+    }
+}
+
+/// What one timed slice did.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Calls (single-key operations) or keys (batch operations) completed.
+    pub units: u64,
+    /// Reads that found nothing where every key is present.
+    pub misses: u64,
+    /// Wall-clock time of the slice.
+    pub elapsed: Duration,
+}
+
+impl Sample {
+    /// Units per second.
+    pub fn rate(&self) -> f64 {
+        self.units as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// A [`Target`] behind a trait object, so that a store's contenders of different types sit in one
+/// list. Only the call that runs a whole slice is dynamic; the timed loop inside is not.
+pub trait Contender: Send + Sync {
+    /// Whether the contender can do `op` at all.
+    fn supports(&self, op: Op) -> bool;
+    /// Runs `op` for `budget`, starting at position `start` of the workload's random order.
+    fn run(
+        &self,
+        op: Op,
+        budget: Budget,
+        start: usize,
+    ) -> Pin<Box<dyn Future<Output = BenchResult<Sample>> + Send + '_>>;
+    /// Writes every key of the workload, in batches when the contender has them.
+    fn preload(&self) -> Pin<Box<dyn Future<Output = BenchResult<()>> + Send + '_>>;
+}
+
+/// A [`Target`] with the workload it walks.
+pub struct Timed<T> {
+    target: T,
+    workload: SharedWorkload,
+}
+
+impl<T: Target> Timed<T> {
+    /// Times `target` over `workload`.
+    pub fn new(target: T, workload: SharedWorkload) -> Self {
+        Self { target, workload }
+    }
+}
+
+impl<T: Target> Contender for Timed<T> {
+    fn supports(&self, op: Op) -> bool {
+        match op {
+            Op::GetMany | Op::SetMany => T::BATCHES,
+            Op::Get | Op::Set | Op::ConcurrentGet => true,
+        }
+    }
+
+    fn run(
+        &self,
+        op: Op,
+        budget: Budget,
+        start: usize,
+    ) -> Pin<Box<dyn Future<Output = BenchResult<Sample>> + Send + '_>> {
+        let (target, workload) = (&self.target, &self.workload);
+        Box::pin(async move {
+            match op {
+                Op::Get => single(target, workload, budget, start, true).await,
+                Op::Set => single(target, workload, budget, start, false).await,
+                Op::GetMany => batches(target, workload, budget, start, true).await,
+                Op::SetMany => batches(target, workload, budget, start, false).await,
+                Op::ConcurrentGet => concurrent(target, workload, budget, start).await,
+            }
+        })
+    }
+
+    fn preload(&self) -> Pin<Box<dyn Future<Output = BenchResult<()>> + Send + '_>> {
+        Box::pin(async move {
+            let all: Vec<usize> = (0..KEYS).collect();
+            for chunk in all.chunks(BATCH) {
+                if T::BATCHES {
+                    self.target.set_many(chunk).await?;
+                } else {
+                    for &key in chunk {
+                        self.target.set(key).await?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// How many in-process calls run between two reads of the clock.
+const CLOCK_STRIDE: u64 = 32;
+
+fn stride<T: Target>() -> u64 {
+    if T::IN_PROCESS { CLOCK_STRIDE } else { 1 }
+}
+
+async fn single<T: Target>(
+    target: &T,
+    workload: &SharedWorkload,
+    budget: Budget,
+    start: usize,
+    read: bool,
+) -> BenchResult<Sample> {
+    let order = &workload.order;
+    let stride = stride::<T>();
+    let (mut units, mut misses) = (0_u64, 0_u64);
+    let began = Instant::now();
+    loop {
+        let key = order[(start + units as usize) % order.len()];
+        if read {
+            if !target.get(key).await? {
+                misses += 1;
+            }
+        } else {
+            target.set(key).await?;
+        }
+        units += 1;
+        if budget.spent(units, stride, began) {
+            break;
+        }
+    }
+    Ok(Sample {
+        units,
+        misses,
+        elapsed: began.elapsed(),
+    })
+}
+
+async fn batches<T: Target>(
+    target: &T,
+    workload: &SharedWorkload,
+    budget: Budget,
+    start: usize,
+    read: bool,
+) -> BenchResult<Sample> {
+    // The batches are cut before the clock starts: building the key list is the caller's
+    // business, not the contender's.
+    let runs: Vec<Vec<usize>> = (0..KEYS / BATCH)
+        .map(|batch| workload.run_of(start + batch * BATCH, BATCH))
+        .collect();
+    let (mut units, mut misses, mut calls) = (0_u64, 0_u64, 0_u64);
+    let began = Instant::now();
+    loop {
+        let keys = &runs[calls as usize % runs.len()];
+        if read {
+            let found = target.get_many(keys).await?;
+            misses += keys.len().saturating_sub(found) as u64;
+        } else {
+            target.set_many(keys).await?;
+        }
+        units += keys.len() as u64;
+        calls += 1;
+        if budget.spent(calls, 1, began) {
+            break;
+        }
+    }
+    Ok(Sample {
+        units,
+        misses,
+        elapsed: began.elapsed(),
+    })
+}
+
+async fn concurrent<T: Target>(
+    target: &T,
+    workload: &SharedWorkload,
+    budget: Budget,
+    start: usize,
+) -> BenchResult<Sample> {
+    let stride = stride::<T>();
+    let budget = budget.share(TASKS);
+    let ready = Arc::new(tokio::sync::Barrier::new(TASKS + 1));
+    let (began_tx, began_rx) = tokio::sync::watch::channel(None::<Instant>);
+    let mut tasks = Vec::with_capacity(TASKS);
+    for task in 0..TASKS {
+        let (target, workload, ready) = (target.clone(), Arc::clone(workload), Arc::clone(&ready));
+        let mut began_rx = began_rx.clone();
+        let first = start + task * (KEYS / TASKS);
+        tasks.push(tokio::spawn(async move {
+            ready.wait().await;
+            let began = *began_rx
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| "the timer went away")?;
+            let began = began.ok_or("no start time")?;
+            let (mut units, mut misses) = (0_u64, 0_u64);
+            loop {
+                let key = workload.order[(first + units as usize) % workload.order.len()];
+                if !target.get(key).await? {
+                    misses += 1;
+                }
+                units += 1;
+                if budget.spent(units, stride, began) {
+                    break;
+                }
+                if units.is_multiple_of(stride) {
+                    // An in-process get never waits, so without this the first two tasks would
+                    // run to the deadline and the other 62 never: yield as a request handler
+                    // would at its next I/O.
+                    if T::IN_PROCESS {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            BenchResult::Ok((units, misses))
+        }));
+    }
+    // Every task is spawned and parked before the clock starts; all share one start.
+    ready.wait().await;
+    let began = Instant::now();
+    began_tx.send_replace(Some(began));
+    let (mut units, mut misses) = (0, 0);
+    for task in tasks {
+        let (task_units, task_misses) = task.await??;
+        units += task_units;
+        misses += task_misses;
+    }
+    Ok(Sample {
+        units,
+        misses,
+        elapsed: began.elapsed(),
+    })
+}

@@ -1,0 +1,227 @@
+//! One module per store: how to reach it, its raw-driver contender and its peers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cache_core::{Backend, Cache};
+
+use crate::BenchResult;
+use crate::measure::{Contender, Target, Timed};
+use crate::report::{Outcome, RoundTripRow};
+use crate::workload::{DidDoc, SharedWorkload, TTL};
+
+#[cfg(feature = "memory")]
+pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// A store ready to be timed: its contenders, already preloaded, and how to clean up after it.
+pub struct StoreBench {
+    /// The facade over the store.
+    pub facade: Box<dyn Contender>,
+    /// The same work on the store's driver, with the same serialization.
+    pub raw: Box<dyn Contender>,
+    /// What the raw contender is, e.g. `redis-rs`.
+    pub raw_name: &'static str,
+    /// A library a user might pick instead, when there is one for this store.
+    pub peer: Option<Peer>,
+    /// Removes what the contenders wrote (keys, tables, files).
+    pub cleanup: Cleanup,
+    /// The server's version line, for the report.
+    pub server: Option<String>,
+}
+
+/// A peer library and its contender.
+pub struct Peer {
+    /// Its name in the table's legend.
+    pub name: &'static str,
+    /// The contender.
+    pub contender: Box<dyn Contender>,
+}
+
+/// Deferred clean-up work.
+pub type Cleanup = Pin<Box<dyn Future<Output = BenchResult<()>> + Send>>;
+
+/// A clean-up with nothing to do.
+pub fn no_cleanup() -> Cleanup {
+    Box::pin(async { Ok(()) })
+}
+
+/// The key prefix of this run: unique per process, so that runs on a shared server never touch
+/// another program's keys or each other's.
+pub fn run_prefix() -> String {
+    format!("cachette-bench:{}:", std::process::id())
+}
+
+/// The facade: `Cache<DidDoc>` with CBOR (the default serializer) and the workload's TTL as the
+/// default TTL, exactly as an application would hold it. `LOCAL` tells whether the store lives
+/// in this process.
+#[derive(Clone)]
+pub struct Facade<const LOCAL: bool> {
+    cache: Cache<DidDoc>,
+    workload: SharedWorkload,
+}
+
+impl<const LOCAL: bool> Facade<LOCAL> {
+    /// The facade over `backend`, with keys under `prefix`.
+    pub fn new(backend: Arc<dyn Backend>, prefix: &str, workload: &SharedWorkload) -> Self {
+        let cache = Cache::builder(backend)
+            .prefix(prefix)
+            .default_ttl(TTL)
+            .build();
+        Self {
+            cache,
+            workload: Arc::clone(workload),
+        }
+    }
+
+    /// [`Facade::new`], ready to be timed.
+    pub fn contender(
+        backend: Arc<dyn Backend>,
+        prefix: &str,
+        workload: &SharedWorkload,
+    ) -> Box<dyn Contender> {
+        Box::new(Timed::new(
+            Self::new(backend, prefix, workload),
+            Arc::clone(workload),
+        ))
+    }
+}
+
+impl<const LOCAL: bool> Target for Facade<LOCAL> {
+    const IN_PROCESS: bool = LOCAL;
+
+    async fn get(&self, key: usize) -> BenchResult<bool> {
+        Ok(self.cache.get(&self.workload.keys[key]).await?.is_some())
+    }
+
+    async fn set(&self, key: usize) -> BenchResult<()> {
+        let workload = &self.workload;
+        Ok(self
+            .cache
+            .set(&workload.keys[key], &workload.docs[key])
+            .await?)
+    }
+
+    async fn get_many(&self, keys: &[usize]) -> BenchResult<usize> {
+        let names = keys.iter().map(|&key| self.workload.keys[key].as_str());
+        Ok(self.cache.get_many(names).await?.len())
+    }
+
+    async fn set_many(&self, keys: &[usize]) -> BenchResult<()> {
+        let workload = &self.workload;
+        let items = keys
+            .iter()
+            .map(|&key| (workload.keys[key].as_str(), &workload.docs[key]));
+        Ok(self.cache.set_many(items).await?)
+    }
+}
+
+/// The full keys (`prefix` + key) of the workload, computed once: raw contenders get them ready
+/// made, so the facade's own prefixing is part of what the ratio measures.
+pub fn full_keys(prefix: &str, workload: &SharedWorkload) -> Arc<Vec<String>> {
+    Arc::new(
+        workload
+            .keys
+            .iter()
+            .map(|key| format!("{prefix}{key}"))
+            .collect(),
+    )
+}
+
+/// The variable that names the Redis server.
+pub const REDIS_URL: &str = "CACHETTE_REDIS_URL";
+/// The variable that names the PostgreSQL server.
+pub const POSTGRES_URL: &str = "CACHETTE_POSTGRES_URL";
+
+#[allow(dead_code, reason = "unused when no server store is compiled in")]
+fn env_url(var: &'static str) -> Result<String, Outcome> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Ok(url),
+        _ => Err(Outcome::Skipped {
+            reason: format!("{var} is unset"),
+        }),
+    }
+}
+
+fn failed(error: crate::BenchError) -> Outcome {
+    Outcome::Failed {
+        error: error.to_string(),
+    }
+}
+
+/// Sets up the store `key` (a name from `--only`) with every contender preloaded; the outcome to
+/// report instead when it is not built, has no server URL, or fails to set up.
+pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, Outcome> {
+    match key {
+        "memory" => {
+            #[cfg(feature = "memory")]
+            return memory::setup(workload).await.map_err(failed);
+            #[cfg(not(feature = "memory"))]
+            return Err(Outcome::NotBuilt { feature: "memory" });
+        }
+        "sqlite" => {
+            #[cfg(feature = "sqlite")]
+            return sqlite::setup(workload).await.map_err(failed);
+            #[cfg(not(feature = "sqlite"))]
+            return Err(Outcome::NotBuilt { feature: "sqlite" });
+        }
+        "redis" => {
+            #[cfg(feature = "redis")]
+            return redis::setup(&env_url(REDIS_URL)?, workload)
+                .await
+                .map_err(failed);
+            #[cfg(not(feature = "redis"))]
+            return Err(Outcome::NotBuilt { feature: "redis" });
+        }
+        "postgres-logged" | "postgres-unlogged" => {
+            #[cfg(feature = "postgres")]
+            return postgres::setup(
+                &env_url(POSTGRES_URL)?,
+                key == "postgres-unlogged",
+                workload,
+            )
+            .await
+            .map_err(failed);
+            #[cfg(not(feature = "postgres"))]
+            return Err(Outcome::NotBuilt {
+                feature: "postgres",
+            });
+        }
+        other => Err(Outcome::Failed {
+            error: format!("no store named {other:?}"),
+        }),
+    }
+}
+
+/// Counts the server round trips of 1,000-key batches for the server store `key`; `None` for
+/// stores without a server.
+pub async fn round_trips(
+    key: &str,
+    name: &'static str,
+    workload: &SharedWorkload,
+) -> BenchResult<Option<Vec<RoundTripRow>>> {
+    match key {
+        #[cfg(feature = "redis")]
+        "redis" => match std::env::var(REDIS_URL) {
+            Ok(url) => redis::round_trips(&url, name, workload).await.map(Some),
+            Err(_) => Ok(None),
+        },
+        #[cfg(feature = "postgres")]
+        "postgres-logged" | "postgres-unlogged" => match std::env::var(POSTGRES_URL) {
+            Ok(url) => postgres::round_trips(&url, key == "postgres-unlogged", name, workload)
+                .await
+                .map(Some),
+            Err(_) => Ok(None),
+        },
+        _ => {
+            let _ = (name, workload);
+            Ok(None)
+        }
+    }
+}
