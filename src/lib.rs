@@ -1,7 +1,7 @@
 //! One typed cache API, [`Cache<V>`](Cache), over interchangeable stores: in-process memory, a
 //! SQLite file, Redis (standalone or Cluster) and PostgreSQL.
 //!
-//! A Cargo feature compiles a store in (`memory` by default, `sqlite`, `redis`, `postgres`,
+//! A Cargo feature compiles a store in (`memory` and `sqlite` by default, `redis`, `postgres`,
 //! `full`); a URL given to [`open`] picks it at run time, so swapping storage changes no code.
 //!
 //! ```

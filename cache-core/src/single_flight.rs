@@ -45,6 +45,7 @@ impl<V> Flights<V> {
             flights: self,
             key: key.to_owned(),
             sender,
+            left: false,
         })
     }
 
@@ -62,18 +63,67 @@ pub(crate) struct LeaderGuard<'a, V> {
     flights: &'a Flights<V>,
     key: String,
     sender: watch::Sender<Option<Outcome<V>>>,
+    /// Whether the key was released already, so that dropping the guard does not release a
+    /// newer load of the same key.
+    left: bool,
 }
 
 impl<V> LeaderGuard<'_, V> {
-    pub(crate) fn publish(self, outcome: Outcome<V>) {
-        // Waiters already subscribed see the outcome; callers arriving after `leave` find the
-        // value in the store (or, after an error, start a new load).
+    pub(crate) fn publish(mut self, outcome: Outcome<V>) {
+        // Release the key first: waiters already subscribed still see the outcome, and a caller
+        // arriving from now on finds the value in the store or, after an error, starts a load
+        // of its own instead of inheriting an error from a load that had already finished.
+        self.flights.leave(&self.key);
+        self.left = true;
         self.sender.send_replace(Some(outcome));
     }
 }
 
 impl<V> Drop for LeaderGuard<'_, V> {
     fn drop(&mut self) {
-        self.flights.leave(&self.key);
+        if !self.left {
+            self.flights.leave(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiters_see_the_outcome_and_later_callers_start_afresh() {
+        let flights = Flights::<u32>::default();
+        let Role::Leader(leader) = flights.join("k") else {
+            panic!("the first caller must lead");
+        };
+        let Role::Waiter(mut waiter) = flights.join("k") else {
+            panic!("a second caller must wait");
+        };
+        let failure: Arc<dyn std::error::Error + Send + Sync> =
+            Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                "loader failed",
+            ));
+        leader.publish(Err(failure));
+
+        let seen = waiter.wait_for(Option::is_some).await.map(|o| o.clone());
+        assert!(
+            matches!(seen, Ok(Some(Err(_)))),
+            "the waiter must get the error"
+        );
+        assert!(
+            matches!(flights.join("k"), Role::Leader(_)),
+            "a caller after the outcome must run its own load"
+        );
+    }
+
+    #[test]
+    fn a_dropped_leader_releases_the_key() {
+        let flights = Flights::<u32>::default();
+        let Role::Leader(leader) = flights.join("k") else {
+            panic!("the first caller must lead");
+        };
+        drop(leader);
+        assert!(matches!(flights.join("k"), Role::Leader(_)));
     }
 }

@@ -63,12 +63,13 @@ pub async fn setup(
         peer: None,
         cleanup: Box::pin(async move {
             use cache_core::Backend as _;
-            backend.close().await?;
+            // Drop the table even when closing the store failed, so no run leaves one behind.
+            let closed = backend.close().await;
             let drop_table = format!("DROP TABLE IF EXISTS \"{table}\"");
-            sqlx::query(AssertSqlSafe(drop_table))
-                .execute(&pool)
-                .await?;
+            let dropped = sqlx::query(AssertSqlSafe(drop_table)).execute(&pool).await;
             pool.close().await;
+            closed?;
+            dropped?;
             Ok(())
         }),
         server: server.map(|version| format!("{version}, {kind} table")),
@@ -261,11 +262,15 @@ pub async fn round_trips(
     }
     .await;
     use cache_core::Backend as _;
-    backend.close().await?;
+    // Drop the table even when counting or closing failed, so no run leaves one behind.
+    let closed = backend.close().await;
     let drop_table = format!("DROP TABLE IF EXISTS \"{table}\"");
-    sqlx::query(AssertSqlSafe(drop_table))
+    let dropped = sqlx::query(AssertSqlSafe(drop_table))
         .execute(&raw.pool)
-        .await?;
+        .await;
     raw.pool.close().await;
-    counted
+    let counted = counted?;
+    closed?;
+    dropped?;
+    Ok(counted)
 }

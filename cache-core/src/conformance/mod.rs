@@ -16,6 +16,9 @@
 //!
 //! Every case works under its own random key prefix, so cases run in parallel on one shared
 //! server, and removes its keys when it passes.
+//!
+//! One more case needs a way to take the store's server away and bring it back, so a store
+//! with a server runs it from a test of its own: [`outage::run`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Backend, Cache, CacheBuilder, Result};
 
 pub mod cases;
+pub mod outage;
 
 /// What a case returns: `Ok` when it passed. Assertion failures panic with a message.
 pub type CaseFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
