@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait, ttl_millis};
+use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
 use sqlx::postgres::types::PgInterval;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -134,6 +134,68 @@ fn interval(ttl: Option<Duration>) -> Option<PgInterval> {
     })
 }
 
+/// The longest key that always fits PostgreSQL's B-tree index with its default 8 KB pages: an
+/// entry may take 2,704 bytes, of which 8 are the entry's header and 4 the value's, and
+/// compression only ever makes an entry smaller. Only longer keys can be refused.
+const ALWAYS_INDEXABLE_KEY_BYTES: usize = 2_692;
+
+/// How much of a key a message shows.
+const KEY_PREVIEW_CHARS: usize = 32;
+
+/// The error for a refused single-key write: the server's message is about this very key.
+fn key_too_long(key: &str, message: &str) -> Error {
+    Error::invalid_key(
+        key,
+        format!(
+            "the key is {} bytes long and too long for PostgreSQL's index: {message}",
+            key.len()
+        ),
+    )
+}
+
+/// The error for a batch the server refused because some key's index entry is too big. The
+/// server does not say which key, and a long key that compresses well fits where a shorter one
+/// that does not fails, so length alone cannot tell. A key is named as the culprit only when it
+/// is the one key in the batch long enough to be refused; otherwise the first of the keys long
+/// enough is named and the message says that it is one of them, listing them all.
+fn batch_key_too_long(entries: &[(String, Bytes)], message: &str) -> Error {
+    let mut candidates: Vec<&str> = entries
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .filter(|key| key.len() > ALWAYS_INDEXABLE_KEY_BYTES)
+        .collect();
+    if candidates.is_empty() {
+        // A server built with smaller pages refuses shorter keys: any key may be the one.
+        candidates = entries.iter().map(|(key, _)| key.as_str()).collect();
+    }
+    match candidates.as_slice() {
+        [only] => key_too_long(only, message),
+        [first, ..] => {
+            let listed: Vec<String> = candidates.iter().map(|key| preview(key)).collect();
+            Error::invalid_key(
+                first,
+                format!(
+                    "a key in this batch is too long for PostgreSQL's index, and PostgreSQL does \
+                     not say which; it is one of these {} keys (this one or another): {}. \
+                     Nothing of the batch was written: {message}",
+                    candidates.len(),
+                    listed.join(", ")
+                ),
+            )
+        }
+        // Unreachable: `set_many` returns early on an empty batch.
+        [] => key_too_long("", message),
+    }
+}
+
+/// The start of `key` and its length, so that a message naming several long keys stays short.
+fn preview(key: &str) -> String {
+    match key.char_indices().nth(KEY_PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &key[..cut], key.len()),
+        None => format!("{key:?} ({} bytes)", key.len()),
+    }
+}
+
 /// The same key at most once, keeping its last value, ordered by key: the order in which rows
 /// are locked, so that concurrent batches over the same keys cannot deadlock.
 fn last_value_per_key(mut entries: Vec<(String, Bytes)>) -> Vec<(String, Bytes)> {
@@ -218,7 +280,13 @@ impl Backend for PostgresBackend {
                     .execute(&mut *connection),
             )
             .await;
-        let done = core.settle_write("set", key, Some(key), &mut connection, outcome)?;
+        let done = core.settle_write(
+            "set",
+            |message| key_too_long(key, message),
+            Some(key),
+            &mut connection,
+            outcome,
+        )?;
         Ok(condition == Condition::Always || done.rows_affected() == 1)
     }
 
@@ -244,12 +312,6 @@ impl Backend for PostgresBackend {
         let entries = last_value_per_key(entries);
         let keys: Vec<&[u8]> = entries.iter().map(|(key, _)| key.as_bytes()).collect();
         let values: Vec<&[u8]> = entries.iter().map(|(_, value)| value.as_ref()).collect();
-        // If the server refuses a key as too long to index, the longest is the one to name.
-        let longest = entries
-            .iter()
-            .map(|(key, _)| key.as_str())
-            .max_by_key(|key| key.len())
-            .unwrap_or_default();
         let mut connection = core.acquire("set_many", None).await?;
         let outcome = core
             .timed(
@@ -260,7 +322,13 @@ impl Backend for PostgresBackend {
                     .execute(&mut *connection),
             )
             .await;
-        core.settle_write("set_many", longest, None, &mut connection, outcome)?;
+        core.settle_write(
+            "set_many",
+            |message| batch_key_too_long(&entries, message),
+            None,
+            &mut connection,
+            outcome,
+        )?;
         Ok(())
     }
 
@@ -379,6 +447,34 @@ mod tests {
             shown,
             vec![("a", &b"a2"[..]), ("b", &b"b3"[..]), ("c", &b"c1"[..])]
         );
+    }
+
+    #[test]
+    fn a_refused_batch_names_its_one_long_key_or_says_it_cannot_tell() {
+        let entries = |keys: &[String]| -> Vec<(String, Bytes)> {
+            keys.iter()
+                .map(|key| (key.clone(), Bytes::from_static(b"v")))
+                .collect()
+        };
+        let (short, long, longer) = ("s".to_owned(), "l".repeat(3000), "m".repeat(9000));
+        match batch_key_too_long(&entries(&[short.clone(), long.clone()]), "index row size") {
+            Error::InvalidKey { key, reason } => {
+                assert_eq!(key, long);
+                assert!(reason.starts_with("the key is 3000 bytes long"), "{reason}");
+            }
+            other => panic!("expected InvalidKey, got {other:?}"),
+        }
+        let batch = entries(&[short, long.clone(), longer]);
+        match batch_key_too_long(&batch, "index row size") {
+            Error::InvalidKey { key, reason } => {
+                assert_eq!(key, long);
+                assert!(reason.contains("one of these 2 keys"), "{reason}");
+                assert!(reason.contains("(3000 bytes)"), "{reason}");
+                assert!(reason.contains("(9000 bytes)"), "{reason}");
+                assert!(reason.len() < 400, "{reason}");
+            }
+            other => panic!("expected InvalidKey, got {other:?}"),
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use cache_core::{Error, Result};
+use cache_core::{Error, Result, ttl_millis};
 use sqlx::postgres::PgConnectOptions;
 
 /// The table used when the URL names none.
@@ -15,6 +15,10 @@ pub const DEFAULT_POOL_MAX: u32 = 10;
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one statement may run by default, enforced by the server and by the client.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest `acquire_timeout` or `statement_timeout`: PostgreSQL keeps `statement_timeout` in
+/// milliseconds as a 32-bit integer (about 24.8 days), and one ceiling for both keeps the client's
+/// deadlines far from overflowing `Instant`.
+pub const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 /// How often expired rows are deleted in the background by default.
 pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -193,11 +197,12 @@ impl PostgresConfig {
     /// | `table` | `cachette` | the table, `name` or `schema.name` |
     /// | `unlogged` | `true` | create the table `UNLOGGED` (no write-ahead log) |
     /// | `pool_max` | `10` | connections in the pool |
-    /// | `acquire_timeout` | `5s` | how long a call waits for a connection |
-    /// | `statement_timeout` | `5s` | how long one statement may run |
+    /// | `acquire_timeout` | `5s` | how long a call waits for a connection; more than zero |
+    /// | `statement_timeout` | `5s` | how long one statement may run; more than zero |
     /// | `purge_interval` | `60s` | background deletion of expired rows; `off` disables it |
     ///
-    /// Durations take a unit: `250ms`, `5s`, `2m`, `1h`. The driver's own options (`sslmode`,
+    /// Durations take a unit: `250ms`, `5s`, `2m`, `1h`. Neither timeout may be zero (there is no
+    /// "no limit" setting) or longer than [`MAX_TIMEOUT`]. The driver's own options (`sslmode`,
     /// `host`, `port`, `user`, `password`, `dbname`, `application_name`, `options`, …) pass
     /// through to sqlx; any other option is an [`Error::Config`], so a typo cannot silently
     /// select the default.
@@ -255,7 +260,34 @@ impl PostgresConfig {
         } else {
             connect.application_name("cachette")
         };
+        config.check()?;
         Ok(config)
+    }
+
+    /// Refuses timeouts the store cannot honour. PostgreSQL reads a `statement_timeout` of 0 as
+    /// "no limit" while the client would give up after its grace period, and an
+    /// `acquire_timeout` of 0 fails every call at once; so zero is an error rather than a
+    /// setting whose meaning differs between server and client.
+    pub(crate) fn check(&self) -> Result<()> {
+        for (name, timeout) in [
+            ("acquire_timeout", self.acquire_timeout),
+            ("statement_timeout", self.statement_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::config(format!(
+                    "PostgreSQL {name} must be more than zero (at least 1ms); there is no \
+                     unlimited setting"
+                )));
+            }
+            if timeout > MAX_TIMEOUT {
+                return Err(Error::config(format!(
+                    "PostgreSQL {name} of {timeout:?} is too long: at most {}ms (about 24 days), \
+                     PostgreSQL's own limit",
+                    MAX_TIMEOUT.as_millis()
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn apply_option(self, name: &str, value: &str) -> Result<Self> {
@@ -304,7 +336,8 @@ impl PostgresConfig {
     }
 
     /// How long a call waits for a connection, including opening one (default 5 s). When the
-    /// server is unreachable, calls fail with [`Error::Backend`] after about this long.
+    /// server is unreachable, calls fail with [`Error::Backend`] after about this long. Zero or
+    /// more than [`MAX_TIMEOUT`] makes connecting fail with [`Error::Config`].
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
@@ -312,9 +345,11 @@ impl PostgresConfig {
 
     /// How long one statement may run (default 5 s): the server cancels it
     /// (`statement_timeout`), and the client gives up shortly after if the server does not
-    /// answer at all.
+    /// answer at all. The server counts whole milliseconds, so a partial millisecond rounds up
+    /// rather than down to 0, which the server would read as no limit. Zero or more than
+    /// [`MAX_TIMEOUT`] makes connecting fail with [`Error::Config`].
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
-        self.statement_timeout = timeout;
+        self.statement_timeout = Duration::from_millis(ttl_millis(timeout));
         self
     }
 
@@ -428,12 +463,34 @@ pub fn redact_url(url: &str) -> String {
             }
             parsed.to_string()
         }
-        // Unparseable: keep only what cannot hold a password.
-        Err(_) => match url.rsplit_once('@') {
-            Some((_, host)) => format!("…@{host}"),
-            None if url.contains("password") => "(a URL with a password)".to_owned(),
-            None => url.to_owned(),
-        },
+        Err(_) => redact_unparseable(url),
+    }
+}
+
+/// Without a parse there is no telling where the user part or the query ends (a password may
+/// itself hold `@`, `/` or `?`), so any URL that could carry a password keeps only its scheme.
+fn redact_unparseable(url: &str) -> String {
+    let lowercase = url.to_ascii_lowercase();
+    // `%` because a percent-encoded `password` option decodes to one.
+    let may_hold_password =
+        ['@', '%'].iter().any(|c| url.contains(*c)) || lowercase.contains("password");
+    if !may_hold_password {
+        return url.to_owned();
+    }
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme)
+        .filter(|scheme| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+    match scheme {
+        Some(scheme) => {
+            format!("{scheme}://*** (an unparseable URL, not shown as it may hold a password)")
+        }
+        None => "*** (an unparseable URL, not shown as it may hold a password)".to_owned(),
     }
 }
 
@@ -556,6 +613,126 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(!redact_url("postgres://app:hunter2@[bad").contains("hunter2"));
         assert!(!redact_url("garbage password=hunter2").contains("hunter2"));
+    }
+
+    #[test]
+    fn unparseable_urls_never_show_a_password() {
+        let secret = "hunter2";
+        for url in [
+            "postgres://u@[bad/db?password=hunter2",
+            "postgres://u:hunter2@[bad/db",
+            "postgres://u:hunter2@[bad/db?password=hunter2@x",
+            "postgres://u:hun@ter2@[bad",
+            "postgres://u:hunter2@h:99999/db",
+            "postgres://[bad/db?p%61ssword=hunter2",
+            "postgres://[bad/db?PASSWORD=hunter2",
+            "postgres://u:hunter2@@[",
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains(secret), "{url} shows as {shown}");
+            assert!(!shown.contains("ter2"), "{url} shows as {shown}");
+            let err = PostgresConfig::from_url(url).unwrap_err();
+            assert!(matches!(err, Error::Config { .. }), "{url}: {err:?}");
+            let mut chain = format!("{err} {err:?}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                chain.push_str(&format!(" {cause} {cause:?}"));
+                source = cause.source();
+            }
+            assert!(!chain.contains("ter2"), "{url}: {chain}");
+            assert!(chain.contains("postgres://***"), "{url}: {chain}");
+        }
+        // With nothing that can carry a password, the whole URL stays for the reader.
+        assert_eq!(redact_url("postgres://[bad/db"), "postgres://[bad/db");
+    }
+
+    #[test]
+    fn zero_and_overlong_timeouts_are_refused() {
+        for bad in [
+            "statement_timeout=0s",
+            "statement_timeout=0ms",
+            "acquire_timeout=0s",
+            "acquire_timeout=0ms",
+            "statement_timeout=600h",
+            "acquire_timeout=600h",
+        ] {
+            let name = bad.split('=').next().unwrap_or_default();
+            match PostgresConfig::from_url(&format!("postgres://u@h/db?{bad}")) {
+                Err(Error::Config { message, .. }) => {
+                    assert!(message.contains(name), "{bad}: {message}")
+                }
+                other => panic!("{bad}: expected a config error, got {other:?}"),
+            }
+        }
+        let config = PostgresConfig::from_url("postgres://u@h/db").unwrap();
+        assert!(
+            config
+                .clone()
+                .statement_timeout(Duration::ZERO)
+                .check()
+                .is_err()
+        );
+        assert!(
+            config
+                .clone()
+                .acquire_timeout(Duration::ZERO)
+                .check()
+                .is_err()
+        );
+        assert!(
+            config
+                .clone()
+                .acquire_timeout(Duration::MAX)
+                .check()
+                .is_err()
+        );
+        assert!(
+            config
+                .clone()
+                .statement_timeout(Duration::MAX)
+                .check()
+                .is_err()
+        );
+        assert!(
+            config
+                .clone()
+                .statement_timeout(MAX_TIMEOUT)
+                .check()
+                .is_ok()
+        );
+        assert!(
+            config
+                .clone()
+                .acquire_timeout(Duration::from_micros(1))
+                .check()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn partial_milliseconds_of_statement_timeout_round_up() {
+        let config = PostgresConfig::from_url("postgres://u@h/db").unwrap();
+        let rounded = |timeout| {
+            config
+                .clone()
+                .statement_timeout(timeout)
+                .get_statement_timeout()
+        };
+        assert_eq!(rounded(Duration::from_micros(1)), Duration::from_millis(1));
+        assert_eq!(
+            rounded(Duration::from_micros(1500)),
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            rounded(Duration::from_millis(250)),
+            Duration::from_millis(250)
+        );
+        assert!(
+            config
+                .statement_timeout(Duration::from_nanos(1))
+                .check()
+                .is_ok()
+        );
     }
 
     #[test]

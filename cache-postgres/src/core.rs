@@ -16,7 +16,8 @@ use crate::schema::{self, Statements};
 /// for the server's own cancellation to arrive first in the usual case.
 const CLIENT_GRACE: Duration = Duration::from_millis(500);
 
-/// SQLSTATE 54000: `index row size … exceeds btree version 4 maximum 2704`.
+/// SQLSTATE 54000, `program_limit_exceeded`: among others, `index row size … exceeds btree
+/// version 4 maximum 2704`, which is the one that means the key is too long.
 const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 
 /// Rows deleted per purge statement.
@@ -32,6 +33,8 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) async fn connect(config: PostgresConfig) -> Result<Self> {
+        // A config adjusted after `from_url` has not been checked yet.
+        config.check()?;
         let retirement = Arc::new(Retirement::default());
         let keep = Arc::clone(&retirement);
         let statement_timeout = config.get_statement_timeout().as_millis().to_string();
@@ -64,13 +67,36 @@ impl Core {
                     },
                 )
             })?;
-        schema::ensure(&pool, &config).await?;
+        Self::ensure_table(&pool, &config).await?;
         Ok(Self {
             sql: Statements::new(config.get_table()),
             pool,
             config,
             retirement,
         })
+    }
+
+    /// Creates or checks the table within the same client-side limit as any call, so that a
+    /// server that goes silent after accepting the connection cannot hang `connect`.
+    async fn ensure_table(pool: &PgPool, config: &PostgresConfig) -> Result<()> {
+        let mut connection = pool
+            .acquire()
+            .await
+            .map_err(|error| map_postgres_error("create_table", None, error))?;
+        let limit = config.get_statement_timeout() + CLIENT_GRACE;
+        match tokio::time::timeout(limit, schema::ensure(&mut connection, config)).await {
+            Ok(done) => done,
+            Err(_) => {
+                // Mid-transaction, the connection's state is unknown: never reuse it.
+                connection.close_on_drop();
+                Err(Error::backend(
+                    "postgres",
+                    "create_table",
+                    None,
+                    StatementTimedOut(limit),
+                ))
+            }
+        }
     }
 
     /// A pooled connection, within `acquire_timeout`.
@@ -115,9 +141,11 @@ impl Core {
                 Err(self.failed(operation, key, error))
             }
             Outcome::TimedOut(limit) => {
-                // Mid-statement, the connection's state is unknown: never reuse it.
+                // Mid-statement, the connection's state is unknown: never reuse it. Its siblings
+                // are kept: one slow or stuck statement says nothing about them, and retiring
+                // them all would churn the pool under load. If the server is really gone, their
+                // next use fails as connection lost, and that retires them.
                 connection.close_on_drop();
-                self.retirement.connection_failed();
                 Err(Error::backend(
                     "postgres",
                     operation,
@@ -130,26 +158,19 @@ impl Core {
 
     /// [`Core::settle`] for statements that write keys: PostgreSQL refuses a key whose index
     /// entry would exceed a third of a page (about 2.7 KB after compression), and that is the
-    /// key's fault, so it is [`Error::InvalidKey`] naming `refused`.
+    /// key's fault, so `refused` turns it into [`Error::InvalidKey`] given the server's message.
     pub(crate) fn settle_write<T>(
         &self,
         operation: &'static str,
-        refused: &str,
+        refused: impl FnOnce(&str) -> Error,
         key: Option<&str>,
         connection: &mut PoolConnection<Postgres>,
         outcome: Outcome<T>,
     ) -> Result<T> {
         if let Outcome::Done(Err(sqlx::Error::Database(error))) = &outcome
-            && error.code().as_deref() == Some(PROGRAM_LIMIT_EXCEEDED)
+            && is_key_too_long(error.code().as_deref(), error.message())
         {
-            return Err(Error::invalid_key(
-                refused,
-                format!(
-                    "the key is {} bytes long and too long for PostgreSQL's index: {}",
-                    refused.len(),
-                    error.message()
-                ),
-            ));
+            return Err(refused(error.message()));
         }
         self.settle(operation, key, connection, outcome)
     }
@@ -168,16 +189,17 @@ impl Core {
             let mut connection = self.acquire("purge_expired", None).await?;
             let outcome = self
                 .timed(
-                    sqlx::query(self.sql.purge.clone())
+                    sqlx::query_as::<_, (i64, i64)>(self.sql.purge.clone())
                         .bind(PURGE_BATCH)
-                        .execute(&mut *connection),
+                        .fetch_one(&mut *connection),
                 )
                 .await;
-            let deleted = self
-                .settle("purge_expired", None, &mut connection, outcome)?
-                .rows_affected();
-            purged += deleted;
-            if deleted < PURGE_BATCH.unsigned_abs() {
+            let (selected, deleted) =
+                self.settle("purge_expired", None, &mut connection, outcome)?;
+            purged += deleted.unsigned_abs();
+            // A full selection means more expired rows may remain, even when some of it was
+            // rewritten meanwhile and so not deleted; only a short one shows the end.
+            if selected < PURGE_BATCH {
                 return Ok(purged);
             }
         }
@@ -217,6 +239,14 @@ impl Retirement {
             _ => true,
         }
     }
+}
+
+/// Whether a write failed because a key's index entry is too big. SQLSTATE 54000 covers every
+/// program limit (too many columns, arrays too large, …), so the message must be about an index
+/// row as well; any other limit stays an [`Error::Backend`]. (A server whose `lc_messages` is not
+/// English reports even an over-long key as `Error::Backend`: less precise, never wrong.)
+fn is_key_too_long(code: Option<&str>, message: &str) -> bool {
+    code == Some(PROGRAM_LIMIT_EXCEEDED) && message.contains("index row")
 }
 
 /// Errors after which the connection, and likely its siblings, no longer reach the server.
@@ -277,6 +307,24 @@ impl std::error::Error for ConnectError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_index_row_limits_mean_a_key_is_too_long() {
+        assert!(is_key_too_long(
+            Some("54000"),
+            "index row size 8216 exceeds btree version 4 maximum 2704 for index \"t_pkey\""
+        ));
+        assert!(is_key_too_long(
+            Some("54000"),
+            "index row requires 9000 bytes, maximum size is 8191"
+        ));
+        assert!(!is_key_too_long(
+            Some("54000"),
+            "array size exceeds the maximum allowed (134217727)"
+        ));
+        assert!(!is_key_too_long(Some("54001"), "index row size 9000"));
+        assert!(!is_key_too_long(None, "index row size 9000"));
+    }
 
     #[test]
     fn connections_opened_before_a_failure_are_retired() {

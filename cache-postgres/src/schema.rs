@@ -4,14 +4,17 @@
 use std::sync::Arc;
 
 use cache_core::{Error, Result};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, SqlSafeStr, SqlStr, Transaction};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, SqlSafeStr, SqlStr, Transaction};
 
 use crate::config::{PostgresConfig, TableName};
 use crate::core::map_postgres_error;
 
-/// The first half of the two-part advisory lock key (`'cach'` in ASCII); the second half is a
-/// hash of the table name, so stores of different tables do not wait on each other.
-const LOCK_CLASS: i32 = 0x6361_6368;
+/// The two-part advisory lock key that every store takes while it creates or checks its table
+/// (`'cach'` and `'schm'` in ASCII). It is one fixed key, not one per table name: `cachette` and
+/// `public.cachette` may be the same table, and so may two spellings under different
+/// `search_path`s, and only a key that ignores the spelling keeps their creators from racing.
+/// Stores of different tables wait on each other only for the few statements of creation.
+const SCHEMA_LOCK: (i32, i32) = (0x6361_6368, 0x7363_686d);
 
 /// Expiry is judged by the server clock at the start of each statement. `statement_timestamp()`
 /// is stable within a statement (one instant for every row, and usable in index conditions),
@@ -95,15 +98,26 @@ impl Statements {
                  VALUES ($1, $2, {NOW} + $3::interval) {upsert} \
                  WHERE current.expires_at <= {NOW} RETURNING true"
             )),
+            // Rows are locked in the order they are inserted; ORDER BY makes that key order
+            // whatever the plan, as in `delete_many`, so that overlapping batches cannot
+            // deadlock. The client has already removed duplicates, which ON CONFLICT refuses.
             set_many: sql(format!(
                 "INSERT INTO {t} AS current (key, value, expires_at) \
                  SELECT k, v, {NOW} + $3::interval FROM UNNEST($1::bytea[], $2::bytea[]) AS u(k, v) \
-                 {upsert}"
+                 ORDER BY k {upsert}"
             )),
             delete: sql(format!("DELETE FROM {t} WHERE key = $1 RETURNING {live}")),
-            delete_keys: sql(format!("DELETE FROM {t} WHERE key = ANY($1::bytea[])")),
+            // A plain `DELETE … WHERE key = ANY(…)` locks rows in whatever order its plan meets
+            // them (heap order for a sequential or bitmap scan), which need not be the key order
+            // in which `set_many` locks them; two overlapping batches could then deadlock. The
+            // rows are therefore locked first, sorted, with FOR UPDATE (applied after ORDER BY).
+            delete_keys: sql(format!(
+                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} \
+                 WHERE key = ANY($1::bytea[]) ORDER BY key FOR UPDATE)"
+            )),
             delete_many: sql(format!(
-                "WITH gone AS (DELETE FROM {t} WHERE key = ANY($1::bytea[]) RETURNING expires_at) \
+                "WITH gone AS (DELETE FROM {t} WHERE key IN (SELECT key FROM {t} \
+                 WHERE key = ANY($1::bytea[]) ORDER BY key FOR UPDATE) RETURNING expires_at) \
                  SELECT count(*) FROM gone WHERE {live}"
             )),
             contains: sql(format!(
@@ -129,10 +143,14 @@ impl Statements {
             )),
             // Batches keep each statement short, and SKIP LOCKED lets several processes purge at
             // once without waiting on each other. The outer condition is checked again on the
-            // row as it is when locked, so a key rewritten meanwhile survives.
+            // row as it is when locked, so a key rewritten meanwhile survives. Both counts come
+            // back: rows selected (a full batch means there may be more) and rows deleted.
             purge: sql(format!(
-                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= {NOW} \
-                 LIMIT $1 FOR UPDATE SKIP LOCKED) AND expires_at <= {NOW}"
+                "WITH picked AS (SELECT key FROM {t} WHERE expires_at <= {NOW} \
+                 LIMIT $1 FOR UPDATE SKIP LOCKED), \
+                 gone AS (DELETE FROM {t} WHERE key IN (SELECT key FROM picked) \
+                 AND expires_at <= {NOW} RETURNING 1) \
+                 SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM gone)"
             )),
         }
     }
@@ -141,14 +159,14 @@ impl Statements {
 /// Creates the table and its index if missing and checks an existing table's shape, under a
 /// transaction-scoped advisory lock: `CREATE TABLE IF NOT EXISTS` alone fails with a duplicate
 /// key error when two sessions create the same table at once.
-pub(crate) async fn ensure(pool: &PgPool, config: &PostgresConfig) -> Result<()> {
+pub(crate) async fn ensure(connection: &mut PgConnection, config: &PostgresConfig) -> Result<()> {
     let fail = |error| map_postgres_error("create_table", None, error);
     let table = config.get_table();
     let quoted = table.quoted();
-    let mut tx = pool.begin().await.map_err(fail)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .bind(LOCK_CLASS)
-        .bind(&quoted)
+    let mut tx = connection.begin().await.map_err(fail)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(SCHEMA_LOCK.0)
+        .bind(SCHEMA_LOCK.1)
         .execute(&mut *tx)
         .await
         .map_err(fail)?;

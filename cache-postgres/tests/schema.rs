@@ -81,6 +81,47 @@ async fn many_stores_starting_at_once_create_the_table_once() {
     }
 }
 
+/// `table=x` and `table=public.x` are one table; stores spelling it either way and starting at
+/// once must still create it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_spelling_one_table_two_ways_create_it_once() {
+    const STORES: usize = 16;
+    for round in 0..6 {
+        let table = common::fresh_table("spelled");
+        let barrier = Arc::new(Barrier::new(STORES));
+        let starts: Vec<_> = (0..STORES)
+            .map(|i| {
+                let spelled = if i % 2 == 0 {
+                    table.clone()
+                } else {
+                    format!("public.{table}")
+                };
+                let url = common::with_options(
+                    &common::postgres_url(),
+                    &format!("table={spelled}&pool_max=1&purge_interval=off"),
+                );
+                let barrier = Arc::clone(&barrier);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    PostgresBackend::connect(&url).await
+                })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for start in starts {
+            match start.await.unwrap() {
+                Ok(store) => stores.push(store),
+                Err(error) => panic!("round {round}: a concurrent start failed: {error:?}"),
+            }
+        }
+        assert!(exists(&format!("public.\"{table}\"")).await);
+        for store in &stores {
+            store.close().await.unwrap();
+        }
+        common::drop_table(&table).await;
+    }
+}
+
 #[tokio::test]
 async fn unlogged_false_creates_a_logged_table() {
     let table = common::fresh_table("logged");

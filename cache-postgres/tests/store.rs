@@ -7,7 +7,7 @@ use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use cache_core::{Backend, Bytes, Condition, Error};
-use cache_postgres::PostgresBackend;
+use cache_postgres::{PostgresBackend, PostgresConfig};
 use sqlx::Connection;
 
 fn bytes(text: &str) -> Bytes {
@@ -129,6 +129,69 @@ async fn keys_too_long_for_the_index_are_invalid_and_batches_stay_whole() {
     );
     assert_eq!(store.get(&repetitive).await.unwrap(), Some(bytes("v")));
     common::drop_table(&table).await;
+}
+
+#[tokio::test]
+async fn a_refused_batch_does_not_blame_a_long_key_that_fits() {
+    let table = common::fresh_table("long_batch");
+    let store = common::store_on(&table, "purge_interval=off").await;
+    // The longer key compresses into the index; the shorter, random one cannot.
+    let fits = format!("z{}", "ab".repeat(32 * 1024));
+    let refused: String = std::iter::once('a')
+        .chain(std::iter::repeat_with(fastrand::alphanumeric).take(3000))
+        .collect();
+    let batch = vec![
+        ("short".to_owned(), bytes("1")),
+        (fits.clone(), bytes("2")),
+        (refused.clone(), bytes("3")),
+    ];
+    match store.set_many(batch, None).await {
+        Err(Error::InvalidKey { key, reason }) => {
+            // The server does not say which key it refused; the store says it cannot tell.
+            assert!(
+                key == refused || key == fits,
+                "named a key that cannot be refused"
+            );
+            assert!(reason.contains("a key in this batch"), "{reason}");
+            assert!(reason.contains("one of these 2 keys"), "{reason}");
+            assert!(reason.contains("(3001 bytes)"), "{reason}");
+            assert!(
+                reason.contains(&format!("({} bytes)", fits.len())),
+                "{reason}"
+            );
+        }
+        other => panic!("expected InvalidKey, got {other:?}"),
+    }
+    assert_eq!(
+        store.get("short").await.unwrap(),
+        None,
+        "half a batch was written"
+    );
+    // Without the refused key, the batch, long key and all, is written.
+    let batch = vec![("short".to_owned(), bytes("1")), (fits.clone(), bytes("2"))];
+    store.set_many(batch, None).await.unwrap();
+    assert_eq!(store.get(&fits).await.unwrap(), Some(bytes("2")));
+    common::drop_table(&table).await;
+}
+
+#[tokio::test]
+async fn zero_timeouts_set_in_code_are_refused_at_connect() {
+    let url = common::with_options(&common::postgres_url(), "purge_interval=off");
+    for config in [
+        PostgresConfig::from_url(&url)
+            .unwrap()
+            .statement_timeout(Duration::ZERO),
+        PostgresConfig::from_url(&url)
+            .unwrap()
+            .acquire_timeout(Duration::ZERO),
+    ] {
+        match PostgresBackend::connect_with(config).await {
+            Err(Error::Config { message, .. }) => {
+                assert!(message.contains("must be more than zero"), "{message}")
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

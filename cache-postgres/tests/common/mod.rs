@@ -3,6 +3,7 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod throwaway;
 
 use std::sync::Arc;
