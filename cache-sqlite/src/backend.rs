@@ -10,7 +10,8 @@ use rusqlite::{OptionalExtension, params};
 use crate::SqliteBackendBuilder;
 use crate::config::Location;
 use crate::core::{
-    Settings, Target, Workers, key_array, map_sqlite_error, prefix_upper_bound, with_array,
+    Settings, Target, Workers, array_keys, key_array, map_sqlite_error, prefix_upper_bound,
+    with_array,
 };
 
 /// Reads are CPU bound: past one thread per core they only queue on the scheduler.
@@ -147,6 +148,7 @@ impl Backend for SqliteBackend {
         let owned = key.to_owned();
         self.workers
             .read(move |conn, now| {
+                conn.check_key(&owned)?;
                 conn.db
                     .prepare_cached(&conn.sql.get)?
                     .query_row(params![owned, now], |row| blob(row, 0))
@@ -164,6 +166,7 @@ impl Backend for SqliteBackend {
         let mut array = key_array(keys);
         self.workers
             .read(move |conn, now| {
+                conn.check_keys(array_keys(&array))?;
                 with_array(&mut array, |array| {
                     let mut values = vec![None; count];
                     let mut statement = conn.db.prepare_cached(&conn.sql.get_many)?;
@@ -195,6 +198,7 @@ impl Backend for SqliteBackend {
         let expiry = Expiry::of(ttl);
         self.workers
             .write(move |conn, now| {
+                conn.check_key(&owned)?;
                 let sql = &conn.sql;
                 match (condition, expiry) {
                     (Condition::Always, Expiry::Gone) => {
@@ -240,6 +244,7 @@ impl Backend for SqliteBackend {
         let expiry = Expiry::of(ttl);
         self.workers
             .write(move |conn, now| {
+                conn.check_keys(entries.iter().map(|(key, _)| key.as_str()))?;
                 if let Expiry::Gone = expiry {
                     let mut delete = conn.db.prepare_cached(&conn.sql.delete)?;
                     for (key, _) in &entries {
@@ -261,7 +266,10 @@ impl Backend for SqliteBackend {
     async fn delete(&self, key: &str) -> Result<bool> {
         let owned = key.to_owned();
         self.workers
-            .write(move |conn, now| delete_reporting_live(conn, &owned, now))
+            .write(move |conn, now| {
+                conn.check_key(&owned)?;
+                delete_reporting_live(conn, &owned, now)
+            })
             .await
             .map_err(|failure| map_sqlite_error("delete", Some(key), failure))
     }
@@ -273,6 +281,7 @@ impl Backend for SqliteBackend {
         let mut array = key_array(keys);
         self.workers
             .write(move |conn, now| {
+                conn.check_keys(array_keys(&array))?;
                 with_array(&mut array, |array| {
                     let live: i64 = conn
                         .db
@@ -292,6 +301,7 @@ impl Backend for SqliteBackend {
         let owned = key.to_owned();
         self.workers
             .read(move |conn, now| {
+                conn.check_key(&owned)?;
                 conn.db
                     .prepare_cached(&conn.sql.contains)?
                     .exists(params![owned, now])
@@ -304,15 +314,17 @@ impl Backend for SqliteBackend {
         let owned = key.to_owned();
         let expiry = Expiry::of(ttl);
         self.workers
-            .write(move |conn, now| match expiry {
-                Expiry::Gone => delete_reporting_live(conn, &owned, now),
-                Expiry::Never | Expiry::AfterMillis(_) => {
-                    let changed = conn.db.prepare_cached(&conn.sql.expire)?.execute(params![
-                        owned,
-                        now,
-                        expiry.at(now)
-                    ])?;
-                    Ok(changed == 1)
+            .write(move |conn, now| {
+                conn.check_key(&owned)?;
+                match expiry {
+                    Expiry::Gone => delete_reporting_live(conn, &owned, now),
+                    Expiry::Never | Expiry::AfterMillis(_) => {
+                        let changed = conn
+                            .db
+                            .prepare_cached(&conn.sql.expire)?
+                            .execute(params![owned, now, expiry.at(now)])?;
+                        Ok(changed == 1)
+                    }
                 }
             })
             .await
@@ -323,6 +335,7 @@ impl Backend for SqliteBackend {
         let owned = key.to_owned();
         self.workers
             .read(move |conn, now| {
+                conn.check_key(&owned)?;
                 let expires_at = conn
                     .db
                     .prepare_cached(&conn.sql.ttl)?
@@ -344,6 +357,8 @@ impl Backend for SqliteBackend {
         let upper = prefix_upper_bound(prefix);
         self.workers
             .write(move |conn, now| {
+                // A prefix SQLite cannot bind is refused like a key of that length.
+                conn.check_key(&lower)?;
                 let sql = &conn.sql;
                 let live: i64 = match &upper {
                     Some(upper) => {
@@ -388,4 +403,106 @@ fn delete_reporting_live(conn: &crate::core::Conn, key: &str, now: i64) -> rusql
         live |= row.get::<_, bool>(0)?;
     }
     Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cache_core::Error;
+    use rusqlite::limits::Limit;
+
+    /// Far below SQLite's own limit of a billion bytes, which a test cannot afford to reach.
+    const LIMIT: usize = 1_000;
+
+    fn bytes(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    /// A store whose two connections, one writer and one reader, hold strings of at most
+    /// [`LIMIT`] bytes.
+    async fn store_with_a_small_length_limit() -> SqliteBackend {
+        let store = SqliteBackend::memory().readers(1).open().await.unwrap();
+        let limit = i32::try_from(LIMIT).unwrap();
+        store
+            .workers
+            .write(move |conn, _| conn.db.set_limit(Limit::SQLITE_LIMIT_LENGTH, limit))
+            .await
+            .unwrap();
+        store
+            .workers
+            .read(move |conn, _| conn.db.set_limit(Limit::SQLITE_LIMIT_LENGTH, limit))
+            .await
+            .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_key_longer_than_sqlites_length_limit_is_an_invalid_key_and_loses_nothing() {
+        let store = store_with_a_small_length_limit().await;
+        store
+            .set("kept", bytes("v"), None, Condition::Always)
+            .await
+            .unwrap();
+        let long = "k".repeat(LIMIT + 1);
+        let names_the_key = |outcome: Result<_>, call: &str| match outcome {
+            Err(Error::InvalidKey { key, reason }) => {
+                assert_eq!(key, long, "{call}");
+                assert!(reason.contains("1001 bytes"), "{call}: {reason}");
+            }
+            Err(other) => panic!("{call}: expected InvalidKey, got {other}"),
+            Ok(()) => panic!("{call}: expected InvalidKey, got Ok"),
+        };
+        let ttl = Some(Duration::from_secs(60));
+        names_the_key(
+            store
+                .set(&long, bytes("v"), None, Condition::Always)
+                .await
+                .map(drop),
+            "set",
+        );
+        names_the_key(
+            store
+                .set(&long, bytes("v"), ttl, Condition::IfNotExists)
+                .await
+                .map(drop),
+            "set if not exists",
+        );
+        names_the_key(store.get(&long).await.map(drop), "get");
+        names_the_key(store.contains(&long).await.map(drop), "contains");
+        names_the_key(store.ttl(&long).await.map(drop), "ttl");
+        names_the_key(store.delete(&long).await.map(drop), "delete");
+        names_the_key(store.expire_in(&long, ttl).await.map(drop), "expire_in");
+        names_the_key(store.clear_prefix(&long).await.map(drop), "clear_prefix");
+        let keys = ["kept".to_owned(), long.clone()];
+        names_the_key(store.get_many(&keys).await.map(drop), "get_many");
+        names_the_key(store.delete_many(&keys).await.map(drop), "delete_many");
+        let entries = vec![("fresh".to_owned(), bytes("f")), (long.clone(), bytes("l"))];
+        names_the_key(store.set_many(entries, None).await, "set_many");
+        // Writes queued beside the refused one, perhaps in its group, all land.
+        let (before, refused, after) = tokio::join!(
+            store.set("before", bytes("b"), None, Condition::Always),
+            store.set(&long, bytes("l"), None, Condition::Always),
+            store.set("after", bytes("a"), None, Condition::Always),
+        );
+        names_the_key(refused.map(drop), "set in a group");
+        assert!(before.unwrap() && after.unwrap());
+        assert_eq!(store.get("kept").await.unwrap(), Some(bytes("v")));
+        assert_eq!(store.get("fresh").await.unwrap(), None);
+        assert_eq!(store.get("before").await.unwrap(), Some(bytes("b")));
+        assert_eq!(store.get("after").await.unwrap(), Some(bytes("a")));
+        // A key of exactly the limit can be bound.
+        assert_eq!(store.get(&"k".repeat(LIMIT)).await.unwrap(), None);
+        // A value too long is not the key's fault.
+        let err = store
+            .set(
+                "short",
+                Bytes::from(vec![0; LIMIT + 1]),
+                None,
+                Condition::Always,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Backend { .. }), "{err}");
+        assert!(err.to_string().contains("length limit"), "{err}");
+    }
 }

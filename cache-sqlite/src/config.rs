@@ -16,6 +16,11 @@ pub const DEFAULT_TABLE: &str = "cachette";
 /// SQLite for reuse, so that a cache whose keys keep changing does not grow its file forever.
 pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
+/// The longest purge interval a store accepts: one day. A longer one is surely a mistake (a
+/// purge that finds nothing to delete costs one index probe), and a bound keeps the writer
+/// thread's clock arithmetic far from overflow.
+pub const MAX_PURGE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How long a write waits for another connection or process that holds the write lock before
 /// the call fails, unless told otherwise.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,7 +89,9 @@ impl SqliteBackendBuilder {
     ///
     /// with optional query options `table=NAME`, `purge_interval=DURATION|off`,
     /// `busy_timeout=DURATION` and `readers=N`. A duration is a whole number with an optional
-    /// unit `ms`, `s` (the default), `m` or `h`. Percent-encode `?`, `%` and `#` in a path.
+    /// unit `ms`, `s` (the default), `m` or `h`. `purge_interval` is at most
+    /// [`MAX_PURGE_INTERVAL`] (`24h`); `off`, its alias `never`, and zero in any unit (`0`,
+    /// `0s`, `0ms`) turn the background purge off. Percent-encode `?`, `%` and `#` in a path.
     ///
     /// ```
     /// use cache_sqlite::SqliteBackendBuilder;
@@ -127,8 +134,12 @@ impl SqliteBackendBuilder {
             builder = match name.as_ref() {
                 "table" => builder.table(value.as_ref()),
                 "purge_interval" => match value.as_ref() {
-                    "off" | "never" | "0" => builder.purge_interval(None),
-                    other => builder.purge_interval(Some(parse_duration(&name, other)?)),
+                    "off" | "never" => builder.purge_interval(None),
+                    // Zero means off in a URL whatever its unit, so `0` and `0s` agree.
+                    other => {
+                        let every = parse_duration(&name, other)?;
+                        builder.purge_interval(Some(every).filter(|every| !every.is_zero()))
+                    }
                 },
                 "busy_timeout" => builder.busy_timeout(parse_duration(&name, &value)?),
                 "readers" => builder.readers(value.parse().map_err(|error| {
@@ -153,14 +164,17 @@ impl SqliteBackendBuilder {
     /// Letters, digits and `_`, not starting with a digit or `sqlite_`, at most 64 characters:
     /// anything else makes [`open`](Self::open) fail with [`Error::Config`].
     ///
-    /// Several tables in one file are independent caches.
+    /// Several tables in one file are independent caches. SQLite compares table names without
+    /// regard to ASCII case, so `Docs` and `docs` name the same table, and so the same cache.
     pub fn table(mut self, name: impl Into<String>) -> Self {
         self.table = name.into();
         self
     }
 
     /// How often a background pass deletes expired rows (`None`: never; call
-    /// [`SqliteBackend::purge_expired`] yourself). Default [`DEFAULT_PURGE_INTERVAL`].
+    /// [`SqliteBackend::purge_expired`] yourself). Default [`DEFAULT_PURGE_INTERVAL`]. An
+    /// interval of zero or longer than [`MAX_PURGE_INTERVAL`] makes [`open`](Self::open) fail
+    /// with [`Error::Config`].
     pub fn purge_interval(mut self, every: Option<Duration>) -> Self {
         self.purge_interval = every;
         self
@@ -188,11 +202,19 @@ impl SqliteBackendBuilder {
                  calls at once",
             ));
         }
-        if self.purge_interval.is_some_and(|every| every.is_zero()) {
-            return Err(Error::config(
-                "a SQLite purge interval of zero would purge without pause: give None to turn \
-                 the background purge off",
-            ));
+        if let Some(every) = self.purge_interval {
+            if every.is_zero() {
+                return Err(Error::config(
+                    "a SQLite purge interval of zero would purge without pause: give None to \
+                     turn the background purge off",
+                ));
+            }
+            if every > MAX_PURGE_INTERVAL {
+                return Err(Error::config(format!(
+                    "a SQLite purge interval of {every:?} is longer than the most allowed, \
+                     {MAX_PURGE_INTERVAL:?}: give None to turn the background purge off"
+                )));
+            }
         }
         if let Some(readers) = self.readers
             && !(1..=MAX_READERS).contains(&readers)
@@ -362,8 +384,14 @@ mod tests {
             ("15", Some(Duration::from_secs(15))),
             ("10m", Some(Duration::from_secs(600))),
             ("2h", Some(Duration::from_secs(7200))),
+            ("24h", Some(MAX_PURGE_INTERVAL)),
+            ("86400", Some(MAX_PURGE_INTERVAL)),
             ("off", None),
+            ("never", None),
             ("0", None),
+            ("0s", None),
+            ("0ms", None),
+            ("0m", None),
         ] {
             let url = format!("sqlite://a.db?purge_interval={text}");
             let builder = SqliteBackendBuilder::from_url(&url).unwrap();
@@ -391,6 +419,10 @@ mod tests {
             "sqlite://a.db?purge_interval=soon",
             "sqlite://a.db?purge_interval=5d",
             "sqlite://a.db?purge_interval=-5",
+            "sqlite://a.db?purge_interval=25h",
+            "sqlite://a.db?purge_interval=86401",
+            "sqlite://a.db?purge_interval=18446744073709551615",
+            "sqlite://a.db?purge_interval=18446744073709551615ms",
             "sqlite://a.db?busy_timeout=0",
             "sqlite://a.db?readers=0",
             "sqlite://a.db?readers=1000",
@@ -435,6 +467,19 @@ mod tests {
     fn builder_settings_are_validated() {
         let zero_purge = SqliteBackend::memory().purge_interval(Some(Duration::ZERO));
         assert!(matches!(zero_purge.validate(), Err(Error::Config { .. })));
+        for huge in [
+            MAX_PURGE_INTERVAL + Duration::from_millis(1),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ] {
+            let huge_purge = SqliteBackend::memory().purge_interval(Some(huge));
+            assert!(
+                matches!(huge_purge.validate(), Err(Error::Config { .. })),
+                "{huge:?}"
+            );
+        }
+        let longest = SqliteBackend::memory().purge_interval(Some(MAX_PURGE_INTERVAL));
+        assert!(longest.validate().is_ok());
         let zero_busy = SqliteBackend::memory().busy_timeout(Duration::ZERO);
         assert!(matches!(zero_busy.validate(), Err(Error::Config { .. })));
         assert!(SqliteBackend::file("x.db").readers(2).validate().is_ok());

@@ -9,7 +9,12 @@
 //! The writer runs every job in a `BEGIN IMMEDIATE` transaction. When jobs queue up behind one
 //! another it runs the queued ones in one transaction (group commit) and replies only after the
 //! commit; if any of them fails, the group is rolled back and each job runs alone, so one
-//! caller's failure never touches another's write.
+//! caller's failure never touches another's write. The one exception is a lock that another
+//! process held past the busy timeout: every job of the group fails with it at once, as each
+//! would alone after waiting as long again.
+//!
+//! A worker thread that ends for any reason, a panic included, closes its queue on the way out,
+//! so that queued and later calls fail with [`Failure::Closed`] instead of waiting forever.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -20,8 +25,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cache_core::Error;
+use rusqlite::limits::Limit;
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::queue::{Popped, Queue};
@@ -33,7 +39,9 @@ pub(crate) const STORE: &str = "sqlite";
 /// write lock for long.
 const MAX_GROUP: usize = 128;
 
-/// Expired rows deleted per purge transaction: other writers get the lock in between.
+/// Expired rows deleted per purge transaction. The writer runs one chunk per turn of its loop,
+/// so a write of this process queued meanwhile waits for one chunk, not for the whole purge, and
+/// other processes get the lock between chunks.
 const PURGE_CHUNK: i64 = 5_000;
 
 /// Room for every statement of [`Sql`] and the transaction statements.
@@ -92,17 +100,60 @@ fn hint(error: &rusqlite::Error) -> &'static str {
             " (the file is not a SQLite database, or it is corrupt)"
         }
         Some(ErrorCode::DiskFull) => " (the disk is full)",
+        Some(ErrorCode::TooBig) => {
+            " (the value, or the key and value together, exceed SQLite's length limit)"
+        }
         Some(ErrorCode::PermissionDenied) => " (permission denied)",
         _ => "",
     }
 }
 
-/// Every SQLite failure becomes an [`Error::Backend`] here, naming the operation and the key.
+/// A key longer than a connection's length limit: SQLite cannot bind it.
+#[derive(Debug)]
+struct KeyTooLong {
+    key: String,
+    limit: usize,
+}
+
+impl fmt::Display for KeyTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the key is {} bytes long, more than the {} bytes SQLite holds in one string",
+            self.key.len(),
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for KeyTooLong {}
+
+/// A copy of `error` for each of several callers it reaches (rusqlite errors are not `Clone`):
+/// SQLite's codes and message are kept, so hints and `is_busy` read the same.
+fn copy_error(error: &rusqlite::Error) -> rusqlite::Error {
+    match error {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
+}
+
+/// Every SQLite failure becomes an [`Error::Backend`] here, naming the operation and the key,
+/// except a key SQLite cannot hold, which is the caller's fault: [`Error::InvalidKey`].
 pub(crate) fn map_sqlite_error(
     operation: &'static str,
     key: Option<&str>,
     failure: Failure,
 ) -> Error {
+    if let Failure::Sqlite(rusqlite::Error::ToSqlConversionFailure(source)) = &failure
+        && let Some(too_long) = source.downcast_ref::<KeyTooLong>()
+    {
+        return Error::invalid_key(&too_long.key, too_long.to_string());
+    }
     let explained = match failure {
         Failure::Sqlite(error) => Explained {
             context: hint(&error).to_owned(),
@@ -143,6 +194,14 @@ pub(crate) fn now_millis() -> i64 {
 /// bound-variable limit never applies.
 pub(crate) fn key_array(keys: &[String]) -> Vec<Value> {
     keys.iter().map(|key| Value::Text(key.clone())).collect()
+}
+
+/// The keys of an array made by [`key_array`].
+pub(crate) fn array_keys(array: &[Value]) -> impl Iterator<Item = &str> {
+    array.iter().filter_map(|value| match value {
+        Value::Text(key) => Some(key.as_str()),
+        _ => None,
+    })
 }
 
 /// Binds `keys` as one array for `work`, then takes them back, so that a retry binds them again
@@ -342,6 +401,11 @@ impl Conn {
             sql,
             busy_timeout: busy,
         };
+        // The first statement reads the header: a foreign or corrupt file fails here, and a file
+        // of the wrong encoding fails before anything, the journal mode included, changes it.
+        if writer {
+            conn.check_encoding(&what)?;
+        }
         match &settings.target {
             Target::File(_) => {
                 if conn.db.is_readonly("main").map_err(fail)? {
@@ -350,7 +414,6 @@ impl Conn {
                         Some("the database can only be opened read-only".to_owned()),
                     )));
                 }
-                // The first statement reads the header: a foreign or corrupt file fails here.
                 if writer {
                     let mode: String = conn
                         .retry_busy(|| {
@@ -388,9 +451,28 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Prefix clears compare keys as bytes and count on UTF-8, whose byte order is code point
+    /// order; UTF-16 text sorts otherwise, so a clear would miss keys or remove others.
+    fn check_encoding(&self, what: &str) -> Result<(), Error> {
+        let encoding: String = self
+            .retry_busy(|| {
+                self.db
+                    .pragma_query_value(None, "encoding", |row| row.get(0))
+            })
+            .map_err(|error| open_error(what, error))?;
+        if encoding.eq_ignore_ascii_case("UTF-8") {
+            Ok(())
+        } else {
+            Err(Error::config(format!(
+                "{what} is a {encoding} database, and a cachette store needs a UTF-8 one (its \
+                 prefix clears compare keys in UTF-8 byte order); use another file"
+            )))
+        }
+    }
+
     fn create_table(&self, table: &str, what: &str) -> Result<(), Error> {
-        const EXPECTED: [&str; 3] = ["key text", "value blob", "expires_at integer"];
-        let columns = self
+        const EXPECTED: [&str; 3] = ["key text primary key", "value blob", "expires_at integer"];
+        let (columns, key_collation) = self
             .transaction(|conn| {
                 conn.db.execute_batch(&conn.sql.create_table)?;
                 let mut info = conn
@@ -400,24 +482,77 @@ impl Conn {
                     .query_map([], |row| {
                         let name: String = row.get(1)?;
                         let declared: String = row.get(2)?;
-                        Ok(format!("{name} {declared}").to_ascii_lowercase())
+                        // Every upsert names `key` as its conflict target, so it must be the
+                        // primary key, alone.
+                        let primary: i64 = row.get(5)?;
+                        let primary = if primary > 0 { " primary key" } else { "" };
+                        Ok(format!("{name} {declared}{primary}").to_ascii_lowercase())
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                // The key index's collation decides which keys are one: under NOCASE `A` and
+                // `a` would overwrite each other.
+                let key_collation: Option<String> = conn
+                    .db
+                    .query_row(
+                        "SELECT x.coll FROM pragma_index_list(?1) AS l, \
+                         pragma_index_xinfo(l.name) AS x \
+                         WHERE l.origin = 'pk' AND x.key = 1 AND x.name = 'key'",
+                        [table],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let binary = key_collation
+                    .as_deref()
+                    .is_some_and(|collation| collation.eq_ignore_ascii_case("BINARY"));
                 // A table of another shape is left exactly as it is.
-                if columns == EXPECTED {
+                if columns == EXPECTED && binary {
                     conn.db.execute_batch(&conn.sql.create_index)?;
                 }
-                Ok(columns)
+                Ok((columns, key_collation))
             })
             .map_err(|error| open_error(what, error))?;
         if columns != EXPECTED {
             return Err(Error::config(format!(
-                "table {table:?} in {what} exists with columns ({}) and is not a cachette table; \
-                 name another table with the `table` option",
-                columns.join(", ")
+                "table {table:?} in {what} exists with columns ({}) and is not a cachette table, \
+                 whose columns are ({}); name another table with the `table` option",
+                columns.join(", "),
+                EXPECTED.join(", ")
+            )));
+        }
+        if let Some(collation) = key_collation
+            && !collation.eq_ignore_ascii_case("BINARY")
+        {
+            return Err(Error::config(format!(
+                "table {table:?} in {what} compares its keys with the {collation} collation, so \
+                 distinct keys could be one; it is not a cachette table (BINARY): name another \
+                 table with the `table` option"
             )));
         }
         Ok(())
+    }
+
+    /// Refuses, before any statement runs, a key longer than this connection's length limit:
+    /// SQLite cannot bind it, and that is the key's fault, so [`map_sqlite_error`] turns the
+    /// error into an [`Error::InvalidKey`] naming the key, not a backend failure.
+    pub(crate) fn check_keys<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> rusqlite::Result<()> {
+        let limit = usize::try_from(self.db.limit(Limit::SQLITE_LIMIT_LENGTH)?).unwrap_or(0);
+        match keys.into_iter().find(|key| key.len() > limit) {
+            Some(key) => Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                KeyTooLong {
+                    key: key.to_owned(),
+                    limit,
+                },
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Conn::check_keys`] for one key.
+    pub(crate) fn check_key(&self, key: &str) -> rusqlite::Result<()> {
+        self.check_keys([key])
     }
 
     /// Runs `work` again while SQLite answers busy or locked without waiting itself (it waits
@@ -456,19 +591,13 @@ impl Conn {
         })
     }
 
-    fn purge(&self) -> rusqlite::Result<u64> {
-        let mut purged = 0;
-        loop {
-            let removed = self.transaction(|conn| {
-                conn.db
-                    .prepare_cached(&conn.sql.purge)?
-                    .execute(params![now_millis(), PURGE_CHUNK])
-            })?;
-            purged += removed as u64;
-            if (removed as i64) < PURGE_CHUNK {
-                return Ok(purged);
-            }
-        }
+    /// Deletes up to [`PURGE_CHUNK`] expired rows in one transaction; returns how many.
+    fn purge_chunk(&self) -> rusqlite::Result<usize> {
+        self.transaction(|conn| {
+            conn.db
+                .prepare_cached(&conn.sql.purge)?
+                .execute(params![now_millis(), PURGE_CHUNK])
+        })
     }
 }
 
@@ -539,6 +668,7 @@ impl Workers {
             let queue = Arc::clone(&workers.writer);
             spawn("cachette-sqlite-writer", move || {
                 let _exit = exit;
+                let _serving = Serving(Arc::clone(&queue));
                 match Conn::open(&settings, sql, true) {
                     Ok(conn) => {
                         let _ = ready.send(Ok(()));
@@ -561,6 +691,7 @@ impl Workers {
             let queue = Arc::clone(&workers.readers);
             spawn("cachette-sqlite-reader", move || {
                 let _exit = exit;
+                let _serving = Serving(Arc::clone(&queue));
                 match Conn::open(&settings, sql, false) {
                     Ok(conn) => {
                         let _ = ready.send(Ok(()));
@@ -649,6 +780,25 @@ impl Drop for Workers {
     }
 }
 
+/// Held by a worker thread while it runs, and dropped however the thread ends, a panic
+/// included: it closes the thread's queue and drops the jobs left in it, whose callers then get
+/// [`Failure::Closed`]. Without it, a thread that died would leave its queue open and every
+/// later call waiting forever. It is declared after the thread's exit signal, so dropped before
+/// it: [`Workers::close`] returns only once the queue is empty. A reader closes the queue of all
+/// readers: the others drain it and stop, and the handle fails loudly rather than run on fewer
+/// threads unnoticed.
+struct Serving<T>(Arc<Queue<T>>);
+
+impl<T> Drop for Serving<T> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            tracing::error!("a SQLite worker thread panicked; the store's calls now fail");
+        }
+        self.0.close();
+        while self.0.try_pop().is_some() {}
+    }
+}
+
 fn stopped_while_opening() -> Error {
     Error::backend(
         STORE,
@@ -669,33 +819,90 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), Error> 
         .map_err(|error| Error::backend(STORE, "open", None, error))
 }
 
-fn write_loop(conn: &Conn, queue: &Queue<WriterMessage>, purge_interval: Option<Duration>) {
-    let mut next_purge = purge_interval.map(|every| Instant::now() + every);
-    let mut group: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_GROUP);
-    let mut purges = Vec::new();
-    loop {
-        match queue.pop_until(next_purge) {
-            Popped::Job(WriterMessage::Job(job)) => group.push(job),
-            Popped::Job(WriterMessage::Purge(reply)) => purges.push(reply),
-            Popped::TimedOut => {
-                if let Err(error) = conn.purge() {
+/// A purge under way. It deletes one chunk per turn of the writer's loop, so that writes queued
+/// meanwhile run between chunks.
+#[derive(Default)]
+struct PurgeRun {
+    purged: u64,
+    /// Callers of `purge_expired`, each with the count when it asked: it is told how many rows
+    /// were deleted after that.
+    waiting: Vec<(oneshot::Sender<Result<u64, Failure>>, u64)>,
+}
+
+impl PurgeRun {
+    /// Deletes the next chunk; returns whether the purge is over, done or failed.
+    fn step(&mut self, conn: &Conn) -> bool {
+        match conn.purge_chunk() {
+            Ok(removed) => {
+                self.purged += removed as u64;
+                if (removed as i64) < PURGE_CHUNK {
+                    for (reply, asked_at) in self.waiting.drain(..) {
+                        let _ = reply.send(Ok(self.purged.saturating_sub(asked_at)));
+                    }
+                    return true;
+                }
+                false
+            }
+            Err(error) => {
+                if self.waiting.is_empty() {
                     tracing::warn!(%error, "background purge of expired SQLite rows failed");
                 }
-                next_purge = purge_interval.map(|every| Instant::now() + every);
-                continue;
-            }
-            Popped::Closed => return,
-        }
-        while group.len() < MAX_GROUP {
-            match queue.try_pop() {
-                Some(WriterMessage::Job(job)) => group.push(job),
-                Some(WriterMessage::Purge(reply)) => purges.push(reply),
-                None => break,
+                for (reply, _) in self.waiting.drain(..) {
+                    let _ = reply.send(Err(Failure::Sqlite(copy_error(&error))));
+                }
+                true
             }
         }
-        run_group(conn, &mut group);
-        for reply in purges.drain(..) {
-            let _ = reply.send(conn.purge().map_err(Failure::Sqlite));
+    }
+}
+
+fn write_loop(conn: &Conn, queue: &Queue<WriterMessage>, purge_interval: Option<Duration>) {
+    // Validation keeps the interval to a day; one the clock cannot reach would mean never.
+    let schedule = || purge_interval.and_then(|every| Instant::now().checked_add(every));
+    let mut next_purge = schedule();
+    let mut purge: Option<PurgeRun> = None;
+    let mut group: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_GROUP);
+    loop {
+        // While a purge is under way, only the writes already queued run before its next chunk.
+        let wait_until = if purge.is_some() {
+            Some(Instant::now())
+        } else {
+            next_purge
+        };
+        match queue.pop_until(wait_until) {
+            Popped::Job(first) => {
+                let mut next = Some(first);
+                while let Some(message) = next {
+                    match message {
+                        WriterMessage::Job(job) => group.push(job),
+                        WriterMessage::Purge(reply) => {
+                            let run = purge.get_or_insert_with(PurgeRun::default);
+                            run.waiting.push((reply, run.purged));
+                        }
+                    }
+                    next = if group.len() < MAX_GROUP {
+                        queue.try_pop()
+                    } else {
+                        None
+                    };
+                }
+                run_group(conn, &mut group);
+            }
+            Popped::TimedOut => {}
+            Popped::Closed if purge.is_none() => return,
+            // A purge asked for before the close still runs to its end and answers.
+            Popped::Closed => {}
+        }
+        // Checked after every group, not only when the queue runs dry: under sustained writes it
+        // never does, and the purge would never run.
+        if purge.is_none() && next_purge.is_some_and(|due| Instant::now() >= due) {
+            purge = Some(PurgeRun::default());
+        }
+        if let Some(run) = &mut purge
+            && run.step(conn)
+        {
+            purge = None;
+            next_purge = schedule();
         }
     }
 }
@@ -706,9 +913,21 @@ fn run_group(conn: &Conn, group: &mut Vec<Box<dyn WriteJob>>) {
             let now = now_millis();
             group.iter_mut().try_for_each(|job| job.run(conn, now))
         });
-        if together.is_ok() {
-            group.drain(..).for_each(WriteJob::succeed);
-            return;
+        match together {
+            Ok(()) => {
+                group.drain(..).for_each(WriteJob::succeed);
+                return;
+            }
+            // Another process held the lock past the busy timeout. Alone, each job would wait
+            // as long again, and the last caller of a full group 128 timeouts.
+            Err(error) if is_busy(&error) => {
+                for job in group.drain(..) {
+                    job.fail(copy_error(&error));
+                }
+                return;
+            }
+            // One job failed: each runs alone, so that the failure stays with its caller.
+            Err(_) => {}
         }
     }
     for mut job in group.drain(..) {
@@ -722,6 +941,157 @@ fn run_group(conn: &Conn, group: &mut Vec<Box<dyn WriteJob>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    async fn workers() -> Workers {
+        Workers::start(Settings {
+            target: Target::fresh_memory(),
+            table: "t".to_owned(),
+            busy_timeout: Duration::from_secs(1),
+            purge_interval: None,
+            readers: 1,
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits for `answer` at most ten seconds: without the queue being closed it waits forever.
+    async fn settled<T>(answer: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("a call was left waiting on a queue nobody serves")
+    }
+
+    /// A write that queues the next one as it completes, so that the writer's queue is never
+    /// empty when the writer looks: sustained writes, without timing luck.
+    struct Perpetual {
+        queue: Arc<Queue<WriterMessage>>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl WriteJob for Perpetual {
+        fn run(&mut self, conn: &Conn, _: i64) -> rusqlite::Result<()> {
+            conn.db
+                .execute(
+                    "INSERT OR REPLACE INTO t (key, value) VALUES ('busy', x'00')",
+                    [],
+                )
+                .map(drop)
+        }
+
+        fn succeed(self: Box<Self>) {
+            if !self.stop.load(Ordering::Relaxed) {
+                let next = Box::new(Perpetual {
+                    queue: Arc::clone(&self.queue),
+                    stop: Arc::clone(&self.stop),
+                });
+                let _ = self.queue.push(WriterMessage::Job(next));
+            }
+        }
+
+        fn fail(self: Box<Self>, error: rusqlite::Error) {
+            panic!("the perpetual write failed: {error}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_background_purge_runs_while_the_writer_queue_never_runs_dry() {
+        let dir = tempfile::tempdir().unwrap();
+        let workers = Workers::start(Settings {
+            target: Target::File(dir.path().join("cache.db")),
+            table: "t".to_owned(),
+            busy_timeout: Duration::from_secs(1),
+            purge_interval: Some(Duration::from_millis(50)),
+            readers: 1,
+        })
+        .await
+        .unwrap();
+        workers
+            .write(|conn, now| {
+                conn.db.execute(
+                    "INSERT INTO t (key, value, expires_at) VALUES ('gone', x'00', ?1)",
+                    [now - 1],
+                )
+            })
+            .await
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let first = Box::new(Perpetual {
+            queue: Arc::clone(&workers.writer),
+            stop: Arc::clone(&stop),
+        });
+        assert!(workers.writer.push(WriterMessage::Job(first)).is_ok());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows: i64 = workers
+                .read(|conn, _| {
+                    conn.db
+                        .query_row("SELECT count(*) FROM t WHERE key = 'gone'", [], |row| {
+                            row.get(0)
+                        })
+                })
+                .await
+                .unwrap();
+            if rows == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the expired row was not purged within 10 s of writes"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        workers.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_thread_that_panics_fails_queued_and_later_calls_instead_of_hanging() {
+        let workers = Arc::new(workers().await);
+        let running = Arc::new(tokio::sync::Notify::new());
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let panicking = {
+            let (workers, running) = (Arc::clone(&workers), Arc::clone(&running));
+            tokio::spawn(async move {
+                workers
+                    .write(move |_, _| -> rusqlite::Result<()> {
+                        running.notify_one();
+                        let _ = released.recv();
+                        panic!("a bug in a write job");
+                    })
+                    .await
+            })
+        };
+        running.notified().await;
+        // Queued while the writer is busy with the job that is about to panic.
+        let (reply, queued) = oneshot::channel();
+        let job: Box<dyn WriteJob> = Box::new(Pending {
+            work: |_: &Conn, _: i64| Ok(()),
+            outcome: None,
+            reply,
+        });
+        assert!(workers.writer.push(WriterMessage::Job(job)).is_ok());
+        release.send(()).unwrap();
+        assert!(matches!(
+            settled(panicking).await.unwrap(),
+            Err(Failure::Closed)
+        ));
+        assert!(settled(queued).await.is_err());
+        assert!(matches!(
+            settled(workers.write(|_, _| Ok(()))).await,
+            Err(Failure::Closed)
+        ));
+        // A reader that panics closes the readers' queue the same way.
+        let outcome =
+            settled(workers.read(|_, _| -> rusqlite::Result<()> { panic!("a bug in a read job") }))
+                .await;
+        assert!(matches!(outcome, Err(Failure::Closed)));
+        assert!(matches!(
+            settled(workers.read(|_, _| Ok(()))).await,
+            Err(Failure::Closed)
+        ));
+        settled(workers.close()).await;
+    }
 
     /// The plan SQLite picks for `sql`, one line per step.
     fn plan(sql: &str) -> String {

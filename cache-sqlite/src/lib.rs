@@ -7,5 +7,6 @@ mod queue;
 
 pub use backend::SqliteBackend;
 pub use config::{
-    DEFAULT_BUSY_TIMEOUT, DEFAULT_PURGE_INTERVAL, DEFAULT_TABLE, SqliteBackendBuilder,
+    DEFAULT_BUSY_TIMEOUT, DEFAULT_PURGE_INTERVAL, DEFAULT_TABLE, MAX_PURGE_INTERVAL,
+    SqliteBackendBuilder,
 };

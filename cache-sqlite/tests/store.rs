@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::{Backend, Bytes, Cache, Condition, Error, Ttl};
-use cache_sqlite::SqliteBackend;
+use cache_sqlite::{MAX_PURGE_INTERVAL, SqliteBackend};
 use rusqlite::Connection;
 
 fn bytes(text: &str) -> Bytes {
@@ -174,6 +174,28 @@ async fn tables_in_one_file_are_separate_caches() {
 }
 
 #[tokio::test]
+async fn table_names_differing_only_in_case_are_one_table_and_one_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database(&dir);
+    let upper = SqliteBackend::file(&path)
+        .table("Docs")
+        .open()
+        .await
+        .unwrap();
+    let lower = SqliteBackend::file(&path)
+        .table("docs")
+        .open()
+        .await
+        .unwrap();
+    upper
+        .set("k", bytes("v"), None, Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(lower.get("k").await.unwrap(), Some(bytes("v")));
+    assert_eq!(raw_rows(&path, "DOCS"), 1);
+}
+
+#[tokio::test]
 async fn each_memory_handle_is_its_own_database() {
     let first = SqliteBackend::open("sqlite::memory:").await.unwrap();
     let second = SqliteBackend::open("sqlite::memory:").await.unwrap();
@@ -260,6 +282,75 @@ async fn the_background_purge_empties_expired_rows_by_itself() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(store.contains("kept").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_run_between_the_chunks_of_a_purge() {
+    const EXPIRED: i64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = database(&dir);
+    let store = Arc::new(
+        SqliteBackend::file(&path)
+            .purge_interval(None)
+            .open()
+            .await
+            .unwrap(),
+    );
+    let entries = (0..EXPIRED)
+        .map(|i| (format!("old:{i}"), bytes("o")))
+        .collect();
+    store
+        .set_many(entries, Some(Duration::from_millis(1)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let purge = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.purge_expired().await })
+    };
+    // Once a first chunk is committed the purge is under way...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while raw_rows(&path, "cachette") == EXPIRED {
+        assert!(Instant::now() < deadline, "the purge did not start");
+        tokio::task::yield_now().await;
+    }
+    store
+        .set("during", bytes("d"), None, Condition::Always)
+        .await
+        .unwrap();
+    // ...and a write queued then waits for one chunk, not for the rest of the purge.
+    let expired_left = raw_rows(&path, "cachette") - 1;
+    assert!(expired_left > 0, "the write waited for the whole purge");
+    assert_eq!(purge.await.unwrap().unwrap(), EXPIRED as u64);
+    assert_eq!(raw_rows(&path, "cachette"), 1);
+    assert!(store.contains("during").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_purge_interval_longer_than_a_day_is_a_config_error() {
+    for url in [
+        "sqlite::memory:?purge_interval=18446744073709551615",
+        "sqlite::memory:?purge_interval=25h",
+    ] {
+        let err = SqliteBackend::open(url).await.unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{url}: {err}");
+    }
+    let err = SqliteBackend::memory()
+        .purge_interval(Some(Duration::MAX))
+        .open()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    let store = SqliteBackend::memory()
+        .purge_interval(Some(MAX_PURGE_INTERVAL))
+        .open()
+        .await
+        .unwrap();
+    store
+        .set("k", bytes("v"), None, Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(store.get("k").await.unwrap(), Some(bytes("v")));
 }
 
 #[tokio::test]
@@ -368,6 +459,77 @@ async fn a_table_of_another_shape_is_a_config_error_and_is_left_alone() {
 }
 
 #[tokio::test]
+async fn a_table_with_the_columns_but_another_key_is_a_config_error_and_is_left_alone() {
+    for (schema, complaint) in [
+        (
+            "key TEXT NOT NULL, value BLOB NOT NULL, expires_at INTEGER",
+            "key text primary key",
+        ),
+        (
+            "key TEXT NOT NULL, value BLOB NOT NULL, expires_at INTEGER, \
+             PRIMARY KEY (key, expires_at)",
+            "expires_at integer primary key",
+        ),
+        (
+            "key TEXT COLLATE NOCASE NOT NULL PRIMARY KEY, value BLOB NOT NULL, \
+             expires_at INTEGER",
+            "NOCASE collation",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(&dir);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE cachette ({schema}); \
+                 INSERT INTO cachette VALUES ('precious', x'00', NULL);"
+            ))
+            .unwrap();
+        let err = SqliteBackend::file(&path).open().await.unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{schema}: {err}");
+        let message = err.to_string();
+        assert!(message.contains("not a cachette table"), "{message}");
+        assert!(message.contains(complaint), "{message}");
+        assert_eq!(raw_rows(&path, "cachette"), 1);
+        let indexes: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'cachette_expires_at'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "{schema}");
+    }
+}
+
+#[tokio::test]
+async fn a_utf16_database_is_a_config_error_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database(&dir);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA encoding = 'UTF-16le'; CREATE TABLE other (x TEXT); \
+             INSERT INTO other VALUES ('kept');",
+        )
+        .unwrap();
+    let err = SqliteBackend::file(&path).open().await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    assert!(err.to_string().contains("UTF-16le"), "{err}");
+    let raw = Connection::open(&path).unwrap();
+    let (tables, mode): (i64, String) = raw
+        .query_row(
+            "SELECT (SELECT count(*) FROM sqlite_schema WHERE name = 'cachette'), \
+                    (SELECT journal_mode FROM pragma_journal_mode)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((tables, mode.as_str()), (0, "delete"));
+}
+
+#[tokio::test]
 async fn a_missing_directory_is_a_clear_backend_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no/such/dir/cache.db");
@@ -424,6 +586,47 @@ async fn a_lock_held_past_the_busy_timeout_is_a_backend_error_and_the_store_reco
     assert!(err.to_string().contains("busy timeout"), "{err}");
     // Readers are not blocked by a writer.
     assert_eq!(store.get("k").await.unwrap(), None);
+    raw.execute_batch("COMMIT").unwrap();
+    store
+        .set("k", bytes("v"), None, Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(store.get("k").await.unwrap(), Some(bytes("v")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_grouped_behind_a_lock_held_past_the_busy_timeout_fail_together_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database(&dir);
+    let timeout = Duration::from_millis(300);
+    let store = Arc::new(
+        SqliteBackend::file(&path)
+            .busy_timeout(timeout)
+            .open()
+            .await
+            .unwrap(),
+    );
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    let writes: Vec<_> = (0..32)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let key = format!("k{i}");
+                store.set(&key, bytes("v"), None, Condition::Always).await
+            })
+        })
+        .collect();
+    for write in writes {
+        let err = write.await.unwrap().unwrap_err();
+        assert!(matches!(err, Error::Backend { .. }), "{err}");
+        assert!(err.to_string().contains("busy timeout"), "{err}");
+    }
+    // A few groups wait one timeout each; retried alone, the 32 writes would wait at least 32
+    // timeouts in a row. The bound sits halfway, far from both, so load cannot flip it.
+    let waited = started.elapsed();
+    assert!(waited < timeout * 16, "the writes took {waited:?}");
     raw.execute_batch("COMMIT").unwrap();
     store
         .set("k", bytes("v"), None, Condition::Always)
