@@ -41,7 +41,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Backend>> {
         "postgres" | "postgresql" => open_postgres(url).await,
         other => Err(Error::config(format!(
             "unknown store scheme {other:?} in {}; known: memory, sqlite, redis, rediss, \
-             redis+cluster, postgres",
+             redis+cluster, rediss+cluster, redis+unix, postgres, postgresql",
             redact(url)
         ))),
     }
@@ -97,27 +97,48 @@ fn feature_off(feature: &str, url: &str) -> Error {
     ))
 }
 
-#[allow(dead_code)]
-fn not_yet(store: &str, url: &str) -> Error {
-    Error::config(format!(
-        "the {store} store is not built yet, so {} cannot be opened",
-        redact(url)
-    ))
-}
-
-/// The URL with any password replaced, for messages.
+/// The URL with its secrets replaced by `***`, for messages: the password of the user info and
+/// the value of a `pass` or `password` query option (`redis+unix:///s.sock?pass=…`). It errs on
+/// the side of hiding: with an `@` anywhere, everything between the scheme and the last `@` but
+/// a plain user name is hidden, so that an unencoded `/`, `?` or `@` in a password cannot let
+/// part of it through; and it works on the text alone, so that a URL no parser accepts is
+/// redacted too.
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+    let (scheme, rest) = match url.find("://") {
+        Some(end) => url.split_at(end + "://".len()),
+        None => ("", url),
+    };
+    let (userinfo, after_userinfo) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => {
+            let user_end = userinfo.find([':', '/', '?']).unwrap_or(userinfo.len());
+            let shown = if user_end == userinfo.len() {
+                format!("{userinfo}@")
+            } else {
+                format!("{}:***@", &userinfo[..user_end])
+            };
+            (shown, after)
         }
-        Ok(_) => url.to_owned(),
-        Err(_) => match url.split_once('@') {
-            Some((_, host)) => format!("…@{host}"),
-            None => url.to_owned(),
-        },
-    }
+        None => (String::new(), rest),
+    };
+    let shown_rest = match after_userinfo.split_once('?') {
+        Some((before, query)) => {
+            let options: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _))
+                        if name.eq_ignore_ascii_case("pass")
+                            || name.eq_ignore_ascii_case("password") =>
+                    {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{before}?{}", options.join("&"))
+        }
+        None => after_userinfo.to_owned(),
+    };
+    format!("{scheme}{userinfo}{shown_rest}")
 }
 
 #[cfg(test)]
@@ -132,6 +153,55 @@ mod tests {
         assert!(message.contains("unknown store scheme"), "{message}");
         assert!(!message.contains("secret"), "{message}");
         assert!(matches!(open("no scheme").await, Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn redaction_hides_every_password() {
+        for (url, shown) in [
+            (
+                "redis://u:secret@h:1/2?response_timeout=1s",
+                "redis://u:***@h:1/2?response_timeout=1s",
+            ),
+            (
+                "redis+unix:///s.sock?db=1&pass=secret",
+                "redis+unix:///s.sock?db=1&pass=***",
+            ),
+            (
+                "postgres://app@h/db?password=secret&table=t",
+                "postgres://app@h/db?password=***&table=t",
+            ),
+            ("redis://h?PASS=secret", "redis://h?PASS=***"),
+            // Unencoded `/`, `?` or `@` in a password must not let it through either.
+            ("redis://u:pa/ss@h:1/0", "redis://u:***@h:1/0"),
+            ("redis://u:pa?ss@h:1/0", "redis://u:***@h:1/0"),
+            ("redis://:p@ss@h/0", "redis://:***@h/0"),
+            ("user:secret@host", "user:***@host"),
+            // Nothing secret: nothing changes.
+            ("redis://user@h:1/0", "redis://user@h:1/0"),
+            ("memory://?capacity=10", "memory://?capacity=10"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("redis://h?passive=1", "redis://h?passive=1"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[tokio::test]
+    async fn every_redis_scheme_names_the_feature_without_the_password() {
+        for url in [
+            "redis://:secret@h/0",
+            "rediss://:secret@h/0",
+            "redis+cluster://:secret@a:1,b:2",
+            "rediss+cluster://:secret@a:1,b:2",
+            "redis+unix:///s.sock?pass=secret",
+        ] {
+            let err = open(url).await.map(drop).unwrap_err();
+            assert!(matches!(err, Error::Config { .. }), "{url}: {err:?}");
+            let message = err.to_string();
+            assert!(message.contains("`redis` feature"), "{message}");
+            assert!(!message.contains("secret"), "{message}");
+        }
     }
 
     #[cfg(not(feature = "postgres"))]

@@ -4,11 +4,11 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
-use futures_util::future::try_join_all;
-use redis::{Cmd, Pipeline, RedisError, Value};
+use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait, ttl_millis};
+use futures_util::future::{join_all, try_join_all};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 
-use crate::cluster::{Node, NodeBatch, key_in_slot, single_batch};
+use crate::cluster::{Node, NodeBatch, key_in_slot, one_batch_per_key, single_batch};
 use crate::config::RedisConfig;
 use crate::core::{Core, STORE};
 
@@ -32,9 +32,14 @@ const MAX_KEYS_PER_UNLINK: usize = 10_000;
 /// [`Condition::IfNotExists`] one `SET … PX … NX`. On a cluster a batch is split by hash slot
 /// and sent as one pipeline per primary, all at once; `set_many` is then atomic per slot, so
 /// keys that must change together share a `{hash tag}`. When a slot has moved (resharding,
-/// failover), the store fetches the slot map again and repeats a `get_many` or `set_many` once;
-/// `delete_many` and `clear_prefix` report the error instead, since a repeat would miscount.
-/// `clear_prefix` walks `SCAN` on every primary and never uses `KEYS` or `FLUSHDB`.
+/// failover), the store fetches the slot map again and repeats a `get_many` or `set_many` once.
+/// While a slot is migrating, a `get_many` or `set_many` that meets `ASK` or `TRYAGAIN` sends
+/// that node's keys again one key per request, to the slot's owner and, for a key that left
+/// it, behind `ASKING` to the node the `ASK` names (so such a `set_many` is atomic per key
+/// only, not per slot). `delete_many` and
+/// `clear_prefix` report a moved or migrating slot as an error instead, since a repeat would
+/// miscount. `clear_prefix` asks for the slot map afresh, then walks `SCAN` on every primary;
+/// it never uses `KEYS` or `FLUSHDB`.
 ///
 /// The connection is multiplexed and reconnects by itself. A call made while the server is
 /// unreachable fails with [`Error::Backend`](cache_core::Error::Backend) within its deadline
@@ -88,12 +93,15 @@ impl RedisBackend {
 
     /// Sends a batch over `keys`: split by the slot map into one pipeline per primary on a
     /// cluster (one pipeline in all otherwise), each built by `build` from its per-slot key
-    /// positions, all sent side by side. Returns the split and each pipeline's replies, one per
-    /// command.
+    /// positions, all sent side by side. Returns the batches as sent and each one's replies, one
+    /// per command.
     ///
-    /// When a node answers that a slot has moved (resharding, failover), the slot map is fetched
-    /// again and, if `repeatable`, the batch is sent once more: reads, and writes of whole
-    /// values, come out the same when repeated.
+    /// Unless `repeatable`, any failure is the caller's. Otherwise (reads, and writes of whole
+    /// values, come out the same when repeated): when a node answers that a slot has moved
+    /// (resharding, failover), the slot map is fetched again and the batch is sent once more;
+    /// when a node's batch meets a slot in migration (`ASK`, `TRYAGAIN`), its keys are sent again
+    /// one key per pipeline. A command naming several keys cannot be served while they straddle
+    /// the two nodes of a migration, but a single-key one always can, by one node or the other.
     async fn send_keyed(
         &self,
         operation: &'static str,
@@ -111,30 +119,112 @@ impl RedisBackend {
             } else {
                 single_batch(keys.len())
             };
-            let connection = self.core.connection(operation, None)?;
-            let requests = batches.iter().map(|batch| {
-                let mut connection = connection.clone();
-                let pipeline = build(&batch.slots);
-                async move { connection.send_pipeline(pipeline, batch.route_slot).await }
-            });
-            match self
-                .core
-                .within(operation, None, try_join_all(requests))
-                .await
-            {
-                Ok(replies) => return Ok((batches, replies)),
-                Err(error) => {
-                    let Some(slot) = moved_slot(&error) else {
-                        return Err(error);
-                    };
-                    self.follow_moved_slot(slot).await;
-                    if repeats_left == 0 {
-                        return Err(error);
+            let outcomes = self.send_batches(operation, &batches, &build).await?;
+            let mut sent = Vec::with_capacity(batches.len());
+            let mut replies = Vec::with_capacity(batches.len());
+            let mut migrating = Vec::new();
+            let mut failures = Vec::new();
+            for (batch, outcome) in batches.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(batch_replies) => {
+                        sent.push(batch);
+                        replies.push(batch_replies);
                     }
-                    repeats_left -= 1;
+                    Err(error) if repeatable && is_migration(&error) => migrating.push(batch),
+                    Err(error) => failures.push(error),
                 }
             }
+            // A moved slot first: repeating the whole batch also covers the other failures.
+            let failure = match failures
+                .iter()
+                .position(|error| moved_slot(error).is_some())
+            {
+                Some(moved) => Some(failures.swap_remove(moved)),
+                None => failures.into_iter().next(),
+            };
+            if let Some(error) = failure {
+                let slot = moved_slot(&error);
+                let error = self.core.map_redis_error(operation, None, error);
+                let Some(slot) = slot else {
+                    return Err(error);
+                };
+                self.follow_moved_slot(slot).await;
+                if repeats_left == 0 {
+                    return Err(error);
+                }
+                repeats_left -= 1;
+                continue;
+            }
+            if !migrating.is_empty() {
+                let per_key: Vec<NodeBatch> = migrating
+                    .iter()
+                    .flat_map(|batch| one_batch_per_key(keys, batch))
+                    .collect();
+                for (batch, batch_replies) in self.send_per_key(operation, per_key, &build).await? {
+                    sent.push(batch);
+                    replies.push(batch_replies);
+                }
+            }
+            return Ok((sent, replies));
         }
+    }
+
+    /// Sends single-key batches of a slot in migration: each to the node that serves the slot,
+    /// then, for a key that node no longer holds, again behind an `ASKING` to the node the `ASK`
+    /// names (redis-rs follows an `ASK` itself, but its `ASKING` can be used up by another
+    /// request on the shared connection).
+    async fn send_per_key(
+        &self,
+        operation: &'static str,
+        batches: Vec<NodeBatch>,
+        build: &impl Fn(&[Vec<usize>]) -> Pipeline,
+    ) -> Result<Vec<(NodeBatch, Vec<Value>)>> {
+        let outcomes = self.send_batches(operation, &batches, build).await?;
+        let mut done = Vec::with_capacity(batches.len());
+        let mut asked = Vec::new();
+        for (batch, outcome) in batches.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(replies) => done.push((batch, replies)),
+                Err(error) => match asked_node(&error) {
+                    Some(address) => asked.push((batch, address.to_owned())),
+                    None => return Err(self.core.map_redis_error(operation, None, error)),
+                },
+            }
+        }
+        if asked.is_empty() {
+            return Ok(done);
+        }
+        let connection = self.core.connection(operation, None)?;
+        let requests = asked.iter().map(|(batch, address)| {
+            let mut connection = connection.clone();
+            let pipeline = build(&batch.slots);
+            async move { connection.send_asking(&pipeline, address).await }
+        });
+        let replies = self
+            .core
+            .within(operation, None, try_join_all(requests))
+            .await?;
+        done.extend(asked.into_iter().map(|(batch, _)| batch).zip(replies));
+        Ok(done)
+    }
+
+    /// Sends one pipeline per batch, side by side, under one deadline, and returns how each
+    /// fared: the caller decides what a node's failure means for the rest.
+    async fn send_batches(
+        &self,
+        operation: &'static str,
+        batches: &[NodeBatch],
+        build: &impl Fn(&[Vec<usize>]) -> Pipeline,
+    ) -> Result<Vec<RedisResult<Vec<Value>>>> {
+        let connection = self.core.connection(operation, None)?;
+        let requests = batches.iter().map(|batch| {
+            let mut connection = connection.clone();
+            let pipeline = build(&batch.slots);
+            async move { connection.send_pipeline(pipeline, batch.route_slot).await }
+        });
+        self.core
+            .within(operation, None, async { Ok(join_all(requests).await) })
+            .await
     }
 
     /// Brings redis-rs's own slot map up to date after a node said `slot` moved. Pipelines
@@ -228,13 +318,40 @@ impl RedisBackend {
 
     /// One `SCAN` page of one primary of a cluster. The `SCAN` travels with a `CLUSTER MYID`, so
     /// that a page from any other node (the slot map changed, or the node is down and redis-rs
-    /// picked another) is an error rather than a silently wrong count.
+    /// picked another) is an error rather than a silently wrong count. The first page may be
+    /// asked twice: nothing of the node was removed yet, and a primary that redis-rs has not
+    /// heard of (one that joined since it last looked) is reached once redis-rs has followed a
+    /// redirection to it.
     async fn scan_node(
         &self,
         node: &Node,
         cursor: u64,
         pattern: &[u8],
     ) -> Result<(u64, Vec<Vec<u8>>)> {
+        if let Some(page) = self.scan_node_once(node, cursor, pattern).await? {
+            return Ok(page);
+        }
+        self.follow_moved_slot(node.any_slot).await;
+        if cursor == 0
+            && let Some(page) = self.scan_node_once(node, cursor, pattern).await?
+        {
+            return Ok(page);
+        }
+        self.core.forget_topology();
+        Err(self.core.map_redis_error(
+            "clear_prefix",
+            None,
+            unexpected("a SCAN meant for one primary reached another; the slot map changed"),
+        ))
+    }
+
+    /// One `SCAN` page of `node`, or `None` when the page came from another node.
+    async fn scan_node_once(
+        &self,
+        node: &Node,
+        cursor: u64,
+        pattern: &[u8],
+    ) -> Result<Option<(u64, Vec<Vec<u8>>)>> {
         const OPERATION: &str = "clear_prefix";
         let mut pipeline = Pipeline::with_capacity(2);
         pipeline.cmd("CLUSTER").arg("MYID");
@@ -254,15 +371,9 @@ impl RedisBackend {
         })?;
         let id: String = self.parse(OPERATION, None, id)?;
         if id != node.id {
-            self.core.forget_topology();
-            self.follow_moved_slot(node.any_slot).await;
-            return Err(self.core.map_redis_error(
-                OPERATION,
-                None,
-                unexpected("a SCAN meant for one primary reached another; the slot map changed"),
-            ));
+            return Ok(None);
         }
-        self.parse(OPERATION, None, page)
+        self.parse(OPERATION, None, page).map(Some)
     }
 }
 
@@ -293,12 +404,31 @@ fn prefix_pattern(prefix: &str) -> Vec<u8> {
 }
 
 /// The slot a node no longer serves, when that is why a batch failed.
-fn moved_slot(error: &Error) -> Option<u16> {
-    let Error::Backend { source, .. } = error else {
+fn moved_slot(error: &RedisError) -> Option<u16> {
+    if !matches!(error.kind(), ErrorKind::Server(ServerErrorKind::Moved)) {
         return None;
-    };
-    let (_, slot) = source.downcast_ref::<RedisError>()?.redirect_node()?;
+    }
+    let (_, slot) = error.redirect_node()?;
     Some(slot)
+}
+
+/// The node (`host:port`) that an `ASK` sends a request to.
+fn asked_node(error: &RedisError) -> Option<&str> {
+    if !matches!(error.kind(), ErrorKind::Server(ServerErrorKind::Ask)) {
+        return None;
+    }
+    let (address, _) = error.redirect_node()?;
+    Some(address)
+}
+
+/// Whether a batch failed because one of its slots is migrating: a node sent a key elsewhere
+/// for this request only (`ASK`), or refused a command whose keys straddle the migration
+/// (`TRYAGAIN`).
+fn is_migration(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server(ServerErrorKind::Ask | ServerErrorKind::TryAgain)
+    )
 }
 
 fn unexpected(what: &'static str) -> RedisError {
@@ -532,7 +662,10 @@ impl Backend for RedisBackend {
         if !self.core.is_cluster() {
             return self.clear_scanned(None, prefix).await;
         }
-        let topology = self.core.topology("clear_prefix").await?;
+        // A kept slot map may predate a resharding that no call of this store noticed, and a
+        // primary missing from it would never be scanned: its keys would stay, unreported.
+        // One CLUSTER SLOTS is little beside the SCAN walk that follows.
+        let topology = self.core.refresh_topology("clear_prefix").await?;
         let cleared = try_join_all(
             topology
                 .primaries()

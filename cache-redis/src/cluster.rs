@@ -144,6 +144,28 @@ fn hash_tag(key: &[u8]) -> Option<&[u8]> {
     (close > 0).then(|| &after_open[..close])
 }
 
+/// The keys of `batch`, one batch per distinct key, routed by that key's own slot: what a node
+/// batch that met a slot in migration is sent as again. A key named more than once keeps all its
+/// positions, in order, in its one batch, so that its last value is still the one written.
+pub(crate) fn one_batch_per_key(keys: &[&[u8]], batch: &NodeBatch) -> Vec<NodeBatch> {
+    let mut index: HashMap<&[u8], usize> = HashMap::new();
+    let mut batches: Vec<NodeBatch> = Vec::new();
+    for &position in batch.slots.iter().flatten() {
+        let key = keys[position];
+        match index.get(key) {
+            Some(&at) => batches[at].slots[0].push(position),
+            None => {
+                index.insert(key, batches.len());
+                batches.push(NodeBatch {
+                    route_slot: Some(slot_of(key)),
+                    slots: vec![vec![position]],
+                });
+            }
+        }
+    }
+    batches
+}
+
 /// The whole batch on one connection: what a standalone server gets.
 pub(crate) fn single_batch(len: usize) -> Vec<NodeBatch> {
     vec![NodeBatch {
@@ -284,6 +306,29 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&n| n == 1), "every key exactly once");
+    }
+
+    #[test]
+    fn a_batch_splits_into_one_batch_per_distinct_key() {
+        let keys: Vec<&[u8]> = vec![b"{t}a", b"{t}b", b"x", b"{t}a", b"y", b"{t}a"];
+        let batch = NodeBatch {
+            route_slot: Some(0),
+            slots: vec![vec![0, 1, 3, 5], vec![2], vec![4]],
+        };
+        let split = one_batch_per_key(&keys, &batch);
+        let expected = |key: &[u8], positions: Vec<usize>| NodeBatch {
+            route_slot: Some(slot_of(key)),
+            slots: vec![positions],
+        };
+        assert_eq!(
+            split,
+            vec![
+                expected(b"{t}a", vec![0, 3, 5]),
+                expected(b"{t}b", vec![1]),
+                expected(b"x", vec![2]),
+                expected(b"y", vec![4]),
+            ]
+        );
     }
 
     #[test]

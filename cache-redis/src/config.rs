@@ -14,6 +14,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a reply may take unless the URL says otherwise.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The longest `connect_timeout` or `response_timeout`. Past an hour a call has hung rather than
+/// waited, and one ceiling keeps the store's deadline, a sum of timeouts, far from overflowing.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
 const DEFAULT_PORT: u16 = 6379;
 
 const KNOWN_OPTIONS: &str =
@@ -105,8 +109,9 @@ impl RedisConfig {
     /// - `redis+unix:///path/to/redis.sock[?db=N&user=U&pass=P]` — a Unix socket.
     ///
     /// Query options, for every form: `connect_timeout` and `response_timeout`, as `250ms`,
-    /// `2s` or a bare number of milliseconds (defaults: 2 s each); for TLS, `tls_ca=/path.pem`
-    /// trusts the certificate authorities in that PEM file instead of the system's. User names
+    /// `2s` or a bare number of milliseconds (defaults: 2 s each; at most [`MAX_TIMEOUT`]); for
+    /// TLS, `tls_ca=/path.pem` trusts the certificate authorities in that PEM file instead of
+    /// the system's (a Unix socket takes no `tls_ca`: it has no TLS). User names
     /// and passwords are percent-decoded. A wrong URL is an [`Error::Config`] that never shows
     /// the password.
     pub fn from_url(url: &str) -> Result<Self> {
@@ -207,6 +212,13 @@ impl RedisConfig {
                 _ => config.apply_option(url, &name, &value)?,
             }
         }
+        // Ignoring it would leave the caller believing the socket's peer is verified.
+        if config.tls_ca.is_some() {
+            return Err(invalid(
+                url,
+                "tls_ca applies to rediss:// URLs only; a Unix socket has no TLS",
+            ));
+        }
         Ok(config)
     }
 
@@ -238,18 +250,37 @@ impl RedisConfig {
         self.response_timeout
     }
 
-    /// Sets how long one connection attempt may take.
+    /// Sets how long one connection attempt may take. Zero or more than [`MAX_TIMEOUT`] makes
+    /// connecting fail with [`Error::Config`].
     #[must_use]
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// Sets how long a reply may take once a request is sent.
+    /// Sets how long a reply may take once a request is sent. Zero or more than
+    /// [`MAX_TIMEOUT`] makes connecting fail with [`Error::Config`].
     #[must_use]
     pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
+    }
+
+    /// Refuses timeouts the builder methods let through, which URLs cannot carry: zero, or more
+    /// than [`MAX_TIMEOUT`].
+    pub(crate) fn check(&self) -> Result<()> {
+        for (name, timeout) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+        ] {
+            if let Some(problem) = timeout_problem(timeout) {
+                return Err(Error::config(format!(
+                    "Redis {name} of {timeout:?} for {} {problem}",
+                    self.endpoint()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the URL names a Redis Cluster.
@@ -380,12 +411,26 @@ fn timeout(url: &str, name: &str, value: &str) -> Result<Duration> {
     } else {
         value.trim().parse::<u64>().map(Duration::from_millis)
     };
-    match parsed {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        _ => Err(invalid(
+    let Ok(duration) = parsed else {
+        return Err(invalid(
             url,
             &format!("{name}={value} is not a positive duration such as 250ms or 2s"),
-        )),
+        ));
+    };
+    match timeout_problem(duration) {
+        None => Ok(duration),
+        Some(problem) => Err(invalid(url, &format!("{name}={value} {problem}"))),
+    }
+}
+
+/// Why a timeout cannot be used, if it cannot.
+fn timeout_problem(timeout: Duration) -> Option<&'static str> {
+    if timeout.is_zero() {
+        Some("is not a positive duration such as 250ms or 2s")
+    } else if timeout > MAX_TIMEOUT {
+        Some("is longer than the most allowed, one hour (3600s)")
+    } else {
+        None
     }
 }
 
@@ -541,6 +586,9 @@ mod tests {
         assert_eq!(config.password.as_deref(), Some("sock-secret"));
         assert!(!format!("{config:?}").contains("sock-secret"));
         assert!(config_error("redis+unix://host/x.sock").contains("no host"));
+        // A CA file would be silently useless on a socket without TLS.
+        let message = config_error("redis+unix:///s.sock?tls_ca=%2Fca.pem");
+        assert!(message.contains("a Unix socket has no TLS"), "{message}");
         assert!(config_error("redis+unix://").contains("path is missing"));
     }
 
@@ -553,10 +601,69 @@ mod tests {
         assert_eq!(config.response_timeout(), Duration::from_millis(1500));
         let config = parse("redis+unix:///s.sock?connect_timeout=1s");
         assert_eq!(config.connect_timeout(), Duration::from_secs(1));
-        for bad in ["0", "0ms", "-1s", "soon", "1.5s", ""] {
+        for bad in [
+            "0",
+            "0ms",
+            "-1s",
+            "soon",
+            "1.5s",
+            "",
+            "99999999999999999999s",
+        ] {
             let message = config_error(&format!("redis://h/0?connect_timeout={bad}"));
             assert!(message.contains("positive duration"), "{message}");
         }
+    }
+
+    #[test]
+    fn timeouts_are_at_most_an_hour() {
+        let config = parse("redis://h/0?connect_timeout=3600s&response_timeout=3600000");
+        assert_eq!(config.connect_timeout(), MAX_TIMEOUT);
+        assert_eq!(config.response_timeout(), MAX_TIMEOUT);
+        assert!(config.check().is_ok());
+        for too_long in [
+            "connect_timeout=18446744073709551615s",
+            "connect_timeout=3601s",
+            "response_timeout=3600001ms",
+            "response_timeout=18446744073709551615",
+        ] {
+            let message = config_error(&format!("redis+unix:///s.sock?{too_long}"));
+            assert!(
+                message.contains("longer than the most allowed"),
+                "{message}"
+            );
+        }
+
+        // What the builder methods let through is refused before connecting.
+        let config = parse("redis://h/0");
+        for (adjusted, name) in [
+            (
+                config.clone().with_connect_timeout(Duration::MAX),
+                "connect_timeout",
+            ),
+            (
+                config.clone().with_response_timeout(Duration::MAX),
+                "response_timeout",
+            ),
+            (
+                config
+                    .clone()
+                    .with_connect_timeout(MAX_TIMEOUT + Duration::from_nanos(1)),
+                "connect_timeout",
+            ),
+            (
+                config.clone().with_response_timeout(Duration::ZERO),
+                "response_timeout",
+            ),
+        ] {
+            match adjusted.check() {
+                Err(error @ Error::Config { .. }) => {
+                    assert!(error.to_string().contains(name), "{error}");
+                }
+                other => panic!("{adjusted:?}: expected a configuration error, got {other:?}"),
+            }
+        }
+        assert!(config.with_connect_timeout(MAX_TIMEOUT).check().is_ok());
     }
 
     #[test]

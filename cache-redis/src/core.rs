@@ -88,6 +88,53 @@ impl Connection {
         };
         replies.into_iter().map(Value::extract_error).collect()
     }
+
+    /// Sends `commands` to the cluster node at `address` (`host:port`, as an `ASK` names it)
+    /// behind an `ASKING`, and returns the replies to `commands`. redis-rs sends its own `ASKING`
+    /// as a request of its own, which another request on the shared connection can reach the
+    /// node ahead of and use up; in one pipeline nothing comes between the two.
+    pub(crate) async fn send_asking(
+        &mut self,
+        commands: &Pipeline,
+        address: &str,
+    ) -> RedisResult<Vec<Value>> {
+        let Connection::Cluster(cluster) = self else {
+            return Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "ASKING outside a cluster",
+            )));
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                RedisError::from((
+                    redis::ErrorKind::Client,
+                    "an ASK redirection names no host:port",
+                    address.to_owned(),
+                ))
+            })?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let mut pipeline = Pipeline::with_capacity(commands.len() + 1);
+        pipeline.cmd("ASKING");
+        for command in commands.cmd_iter() {
+            pipeline.add_command(command.clone());
+        }
+        let count = pipeline.len();
+        let route = SingleNodeRoutingInfo::ByAddress { host, port };
+        let mut replies = cluster.route_pipeline(pipeline, 0, count, route).await?;
+        if replies.is_empty() {
+            return Err(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "no reply to ASKING",
+            )));
+        }
+        replies.remove(0).extract_error()?;
+        replies.into_iter().map(Value::extract_error).collect()
+    }
 }
 
 /// The connection (gone after `close`), the deadline and, for a cluster, its slot map.
@@ -100,6 +147,7 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) async fn connect(config: RedisConfig) -> Result<Self> {
+        config.check()?;
         if config.tls && !cfg!(feature = "tls") {
             return Err(Error::config(format!(
                 "TLS to {} needs the `tls` feature of cache-redis (`redis-tls` of cachette)",
@@ -114,7 +162,12 @@ impl Core {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         // One reconnection plus one reply must fit: past this a call has hung, not merely waited.
-        let deadline = config.connect_timeout * 2 + RECONNECT_MAX_DELAY + config.response_timeout;
+        // `check` bounds the timeouts; saturating keeps the sum safe should that bound grow.
+        let deadline = config
+            .connect_timeout
+            .saturating_mul(2)
+            .saturating_add(RECONNECT_MAX_DELAY)
+            .saturating_add(config.response_timeout);
         let core = Self {
             connection: RwLock::new(None),
             deadline,
@@ -353,6 +406,11 @@ impl Core {
         {
             return Ok(topology);
         }
+        self.refresh_topology(operation).await
+    }
+
+    /// The cluster's slot map as the cluster reports it now, kept for the calls that follow.
+    pub(crate) async fn refresh_topology(&self, operation: &'static str) -> Result<Arc<Topology>> {
         let reply: Value = self
             .query(operation, None, redis::cmd("CLUSTER").arg("SLOTS"))
             .await?;
@@ -405,5 +463,34 @@ mod tests {
         // After `close`, calls fail as a backend error naming the operation.
         let closed = core.connection("get", Some("k")).map(drop).unwrap_err();
         assert!(closed.to_string().contains("closed"), "{closed}");
+    }
+
+    #[tokio::test]
+    async fn huge_timeouts_are_refused_before_connecting() {
+        // Nothing listens on a socket path that does not exist, so only the check can answer.
+        let config = RedisConfig::from_url("redis+unix:///nonexistent/cachette-test.sock").unwrap();
+        for config in [
+            config.clone().with_connect_timeout(Duration::MAX),
+            config.clone().with_response_timeout(Duration::MAX),
+            config
+                .clone()
+                .with_connect_timeout(Duration::from_secs(u64::MAX / 2))
+                .with_response_timeout(Duration::from_secs(u64::MAX / 2)),
+        ] {
+            match Core::connect(config).await.map(drop) {
+                Err(error @ Error::Config { .. }) => {
+                    assert!(error.to_string().contains("longer than"), "{error}");
+                }
+                other => panic!("expected a configuration error, got {other:?}"),
+            }
+        }
+        // The longest timeouts allowed make a deadline without overflowing.
+        let longest = config
+            .with_connect_timeout(crate::config::MAX_TIMEOUT)
+            .with_response_timeout(crate::config::MAX_TIMEOUT);
+        match Core::connect(longest).await.map(drop) {
+            Err(Error::Backend { .. }) => {}
+            other => panic!("expected a connection failure, got {other:?}"),
+        }
     }
 }

@@ -7,4 +7,4 @@ mod config;
 mod core;
 
 pub use backend::RedisBackend;
-pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisConfig};
+pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, MAX_TIMEOUT, RedisConfig};

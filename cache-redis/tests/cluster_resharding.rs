@@ -1,6 +1,7 @@
-//! A slot moves to another primary while the store holds the old slot map: batches still
-//! succeed (the store fetches the map again and repeats the batch once), and single-key calls
-//! follow the redirection. Runs on a throwaway three-primary cluster.
+//! Slots move while the store holds the old slot map: batches still succeed (the store fetches
+//! the map again and repeats the batch once), single-key calls follow the redirection, batches
+//! work in the middle of a slot's migration, and `clear_prefix` finds a primary that joined.
+//! Runs on throwaway clusters of three primaries (four for the last).
 
 mod common;
 
@@ -21,17 +22,22 @@ async fn query<T: redis::FromRedisValue>(
         .unwrap_or_else(|error| panic!("{command:?}: {error}"))
 }
 
-/// Moves `slot` and its keys from node `from` to node `to`, the way `redis-cli --cluster
-/// reshard` does: IMPORTING / MIGRATING, MIGRATE of the keys, then SETSLOT NODE everywhere.
-async fn move_slot(cluster: &ThrowawayCluster, slot: u16, from: usize, to: usize) {
-    let mut connections = cluster.raw_connections().await;
+/// Every node's id, in the order of `cluster.nodes`.
+async fn node_ids(cluster: &ThrowawayCluster) -> Vec<String> {
     let mut ids = Vec::new();
-    for connection in &mut connections {
+    for connection in &mut cluster.raw_connections().await {
         let id: String = query(connection, redis::cmd("CLUSTER").arg("MYID")).await;
         ids.push(id);
     }
+    ids
+}
+
+/// Marks `slot` as leaving node `from` for node `to` (IMPORTING / MIGRATING): from now on
+/// `from` answers ASK (or TRYAGAIN) for keys of the slot it no longer holds.
+async fn begin_migration(cluster: &ThrowawayCluster, slot: u16, from: usize, to: usize) {
+    let ids = node_ids(cluster).await;
     let _: () = query(
-        &mut connections[to],
+        &mut cluster.nodes[to].raw().await,
         redis::cmd("CLUSTER")
             .arg("SETSLOT")
             .arg(slot)
@@ -40,7 +46,7 @@ async fn move_slot(cluster: &ThrowawayCluster, slot: u16, from: usize, to: usize
     )
     .await;
     let _: () = query(
-        &mut connections[from],
+        &mut cluster.nodes[from].raw().await,
         redis::cmd("CLUSTER")
             .arg("SETSLOT")
             .arg(slot)
@@ -48,17 +54,32 @@ async fn move_slot(cluster: &ThrowawayCluster, slot: u16, from: usize, to: usize
             .arg(&ids[to]),
     )
     .await;
-    let keys: Vec<String> = query(
-        &mut connections[from],
+}
+
+/// The keys of `slot` that node `from` still holds, at most `limit` of them.
+async fn keys_in_slot(
+    cluster: &ThrowawayCluster,
+    slot: u16,
+    from: usize,
+    limit: usize,
+) -> Vec<String> {
+    query(
+        &mut cluster.nodes[from].raw().await,
         redis::cmd("CLUSTER")
             .arg("GETKEYSINSLOT")
             .arg(slot)
-            .arg(10_000),
+            .arg(limit),
     )
-    .await;
-    assert!(!keys.is_empty(), "the slot to move holds the test's keys");
+    .await
+}
+
+/// Copies `keys` from node `from` to node `to` and removes them from `from`, as resharding does.
+async fn migrate_keys(cluster: &ThrowawayCluster, from: usize, to: usize, keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
     let _: () = query(
-        &mut connections[from],
+        &mut cluster.nodes[from].raw().await,
         redis::cmd("MIGRATE")
             .arg("127.0.0.1")
             .arg(cluster.nodes[to].port())
@@ -66,10 +87,15 @@ async fn move_slot(cluster: &ThrowawayCluster, slot: u16, from: usize, to: usize
             .arg(0)
             .arg(5_000)
             .arg("KEYS")
-            .arg(&keys),
+            .arg(keys),
     )
     .await;
-    for connection in &mut connections {
+}
+
+/// Gives `slot` to node `to` on every node, which ends a migration.
+async fn finish_migration(cluster: &ThrowawayCluster, slot: u16, to: usize) {
+    let ids = node_ids(cluster).await;
+    for connection in &mut cluster.raw_connections().await {
         let _: () = query(
             connection,
             redis::cmd("CLUSTER")
@@ -82,6 +108,30 @@ async fn move_slot(cluster: &ThrowawayCluster, slot: u16, from: usize, to: usize
     }
 }
 
+/// Moves `slot` and its keys from node `from` to node `to`, the way `redis-cli --cluster
+/// reshard` does: IMPORTING / MIGRATING, MIGRATE of the keys, then SETSLOT NODE everywhere.
+async fn move_slot(cluster: &ThrowawayCluster, slot: u16, from: usize, to: usize) {
+    begin_migration(cluster, slot, from, to).await;
+    let keys = keys_in_slot(cluster, slot, from, 10_000).await;
+    assert!(!keys.is_empty(), "the slot to move holds the test's keys");
+    migrate_keys(cluster, from, to, &keys).await;
+    finish_migration(cluster, slot, to).await;
+}
+
+/// A hash tag whose slot the first primary serves (slots 0 to 5460), and that slot. Slot 0 is
+/// left out: it is the slot the store routes the first primary's requests by.
+async fn tag_on_first_primary(cluster: &ThrowawayCluster, name: &str) -> (String, u16) {
+    let mut first = cluster.nodes[0].raw().await;
+    for n in 0.. {
+        let tag = format!("{{{name}{n}}}");
+        let slot: u16 = query(&mut first, redis::cmd("CLUSTER").arg("KEYSLOT").arg(&tag)).await;
+        if (1..=5_460).contains(&slot) {
+            return (tag, slot);
+        }
+    }
+    unreachable!("some tag hashes to the first primary")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_keep_working_after_a_slot_moves() {
     let cluster = ThrowawayCluster::start().await;
@@ -89,19 +139,10 @@ async fn batches_keep_working_after_a_slot_moves() {
         .await
         .expect("connects to the throwaway cluster");
 
-    // A hash tag in a slot of the first primary (slots 0 to 5460), to be moved to the second.
-    // It then becomes the lowest slot of the second primary, the slot a batch for that node is
-    // routed by: the store must bring redis-rs's slot map up to date too, not only its own.
-    let mut first = cluster.nodes[0].raw().await;
-    let mut tag = String::new();
-    let mut slot = u16::MAX;
-    for n in 0.. {
-        tag = format!("{{moving{n}}}");
-        slot = query(&mut first, redis::cmd("CLUSTER").arg("KEYSLOT").arg(&tag)).await;
-        if slot <= 5_460 {
-            break;
-        }
-    }
+    // A hash tag in a slot of the first primary, to be moved to the second. It then becomes
+    // the lowest slot of the second primary, the slot a batch for that node is routed by: the
+    // store must bring redis-rs's slot map up to date too, not only its own.
+    let (tag, slot) = tag_on_first_primary(&cluster, "moving").await;
     let moving: Vec<String> = (0..50).map(|i| format!("{tag}:{i}")).collect();
     let mut keys: Vec<String> = (0..50).map(|i| format!("staying:{i}")).collect();
     keys.extend(moving.iter().cloned());
@@ -154,4 +195,102 @@ async fn batches_keep_working_after_a_slot_moves() {
         50
     );
     assert_eq!(store.delete_many(&keys).await.expect("delete_many"), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_work_while_a_slot_is_migrating() {
+    let cluster = ThrowawayCluster::start().await;
+    let store = RedisBackend::connect(&cluster.url())
+        .await
+        .expect("connects to the throwaway cluster");
+    let (tag, slot) = tag_on_first_primary(&cluster, "migrating").await;
+    let present: Vec<String> = (0..40).map(|i| format!("{tag}:{i}")).collect();
+    let mut keys: Vec<String> = (0..40).map(|i| format!("elsewhere:{i}")).collect();
+    keys.extend(present.iter().cloned());
+    let entries = |keys: &[String], round: &str| -> Vec<(String, Bytes)> {
+        keys.iter()
+            .map(|key| (key.clone(), Bytes::from(format!("{key} {round}"))))
+            .collect()
+    };
+    store
+        .set_many(entries(&keys, "before"), None)
+        .await
+        .expect("set_many");
+
+    // Half the slot's keys have reached the second primary; the first answers ASK for those
+    // and TRYAGAIN for a command that names both halves.
+    begin_migration(&cluster, slot, 0, 1).await;
+    let half = keys_in_slot(&cluster, slot, 0, 20).await;
+    assert_eq!(half.len(), 20);
+    migrate_keys(&cluster, 0, 1, &half).await;
+
+    // Keys of the slot that exist nowhere are misses, not errors. One key is named twice.
+    let mut asked = keys.clone();
+    asked.extend((0..5).map(|i| format!("{tag}:absent:{i}")));
+    asked.push(half[3].clone());
+    let values = store
+        .get_many(&asked)
+        .await
+        .expect("get_many during the migration");
+    for (key, value) in asked.iter().zip(&values) {
+        let expected = (!key.contains(":absent:")).then(|| Bytes::from(format!("{key} before")));
+        assert_eq!(value, &expected, "{key}");
+    }
+
+    // Writes of old keys on either node and of new keys of the slot succeed, with a TTL and
+    // without.
+    let mut written = keys.clone();
+    written.extend((0..5).map(|i| format!("{tag}:new:{i}")));
+    store
+        .set_many(entries(&written, "during"), Some(Duration::from_secs(600)))
+        .await
+        .expect("set_many with a TTL during the migration");
+    store
+        .set_many(entries(&written, "again"), None)
+        .await
+        .expect("set_many without a TTL during the migration");
+    let values = store.get_many(&written).await.expect("get_many");
+    for (key, value) in written.iter().zip(&values) {
+        assert_eq!(value, &Some(Bytes::from(format!("{key} again"))), "{key}");
+    }
+
+    // The migration ends; everything is where the store expects it.
+    let rest = keys_in_slot(&cluster, slot, 0, 10_000).await;
+    migrate_keys(&cluster, 0, 1, &rest).await;
+    finish_migration(&cluster, slot, 1).await;
+    let values = store
+        .get_many(&written)
+        .await
+        .expect("get_many after the migration");
+    for (key, value) in written.iter().zip(&values) {
+        assert_eq!(value, &Some(Bytes::from(format!("{key} again"))), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_prefix_finds_keys_on_a_primary_it_has_not_seen() {
+    let mut cluster = ThrowawayCluster::start().await;
+    let store = RedisBackend::connect(&cluster.url())
+        .await
+        .expect("connects to the throwaway cluster");
+    let (tag, slot) = tag_on_first_primary(&cluster, "joining").await;
+    let keys: Vec<String> = (0..30).map(|i| format!("{tag}:{i}")).collect();
+    let entries: Vec<(String, Bytes)> = keys
+        .iter()
+        .map(|key| (key.clone(), Bytes::from(key.clone())))
+        .collect();
+    // The store learns the three-primary slot map here.
+    store.set_many(entries, None).await.expect("set_many");
+
+    // A fourth primary joins and takes the slot; the store meets no redirection meanwhile.
+    cluster.add_primary().await;
+    move_slot(&cluster, slot, 0, 3).await;
+
+    assert_eq!(
+        store.clear_prefix(&format!("{tag}:")).await.expect("clear"),
+        30,
+        "clear_prefix scans the primary that joined"
+    );
+    let left = keys_in_slot(&cluster, slot, 3, 100).await;
+    assert!(left.is_empty(), "keys left behind: {left:?}");
 }

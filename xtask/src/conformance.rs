@@ -36,6 +36,10 @@ pub fn run(url: &str, parallelism: usize) -> Result<()> {
         anyhow::Ok(reports)
     })?;
     let failed = write_reports(&mut std::io::stdout().lock(), &reports, started.elapsed());
+    say!(
+        "xtask: not run here: the outage case, which must stop and restart the store's server; \
+         the Redis and PostgreSQL stores run it against throwaway servers in their own tests"
+    );
     if failed > 0 {
         bail!(
             "{failed} conformance case(s) failed against {}",

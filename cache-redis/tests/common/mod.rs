@@ -324,6 +324,56 @@ impl ThrowawayCluster {
         }
     }
 
+    /// Starts a fourth (fifth, …) node that joins the cluster as a primary without slots, and
+    /// waits until every node knows every other and the new one reports the cluster healthy
+    /// (a fresh primary waits a moment before it does): only then may a slot be given to it.
+    pub async fn add_primary(&mut self) {
+        let node = ThrowawayRedis::start(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .await;
+        let mut first = self.nodes[0].raw().await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg("127.0.0.1")
+            .arg(node.port())
+            .query_async(&mut first)
+            .await
+            .expect("CLUSTER MEET");
+        self.nodes.push(node);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &self.nodes {
+            let mut connection = node.raw().await;
+            loop {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("CLUSTER NODES");
+                let known = nodes
+                    .lines()
+                    .filter(|line| !line.contains("handshake") && !line.contains("noaddr"))
+                    .count();
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("CLUSTER INFO");
+                if known == self.nodes.len() && info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the new node did not join the throwaway cluster: {nodes}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
     /// `redis+cluster://…` naming every node.
     pub fn url(&self) -> String {
         let nodes: Vec<String> = self
