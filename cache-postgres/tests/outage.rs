@@ -5,9 +5,8 @@ mod common;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use cache_core::Backend;
 use cache_core::conformance::outage::{self, Outage};
+use cache_core::{Backend, async_trait};
 use cache_postgres::PostgresBackend;
 use common::throwaway::ThrowawayPostgres;
 
