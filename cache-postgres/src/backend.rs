@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
+use sqlx::Row;
 use sqlx::postgres::types::PgInterval;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -240,17 +241,36 @@ impl Backend for PostgresBackend {
         let mut connection = core.acquire("get_many", None).await?;
         let outcome = core
             .timed(
-                sqlx::query_as::<_, (Vec<u8>, Vec<u8>)>(core.sql.get_many.clone())
+                sqlx::query(core.sql.get_many.clone())
                     .bind(&wanted)
                     .fetch_all(&mut *connection),
             )
             .await;
         let rows = core.settle("get_many", None, &mut connection, outcome)?;
-        let found: HashMap<Vec<u8>, Bytes> = rows
-            .into_iter()
-            .map(|(key, value)| (key, Bytes::from(value)))
-            .collect();
-        Ok(wanted.iter().map(|key| found.get(*key).cloned()).collect())
+        // Rows come back in no particular order. Each is placed by its key read in place from
+        // the row, against positions indexed by the caller's own keys, so no key is copied.
+        let mut positions: HashMap<&[u8], usize> = HashMap::with_capacity(wanted.len());
+        for (position, key) in wanted.iter().enumerate().rev() {
+            positions.insert(key, position);
+        }
+        let mut found: Vec<Option<Bytes>> = vec![None; wanted.len()];
+        let decode_failed = |error| Error::backend("postgres", "get_many", None, error);
+        for row in &rows {
+            let key: &[u8] = row.try_get(0).map_err(decode_failed)?;
+            if let Some(&position) = positions.get(key) {
+                let value: &[u8] = row.try_get(1).map_err(decode_failed)?;
+                found[position] = Some(Bytes::copy_from_slice(value));
+            }
+        }
+        // A key asked more than once gets the value at each of its places.
+        for (position, key) in wanted.iter().enumerate() {
+            if let Some(&first) = positions.get(key)
+                && first != position
+            {
+                found[position] = found[first].clone();
+            }
+        }
+        Ok(found)
     }
 
     async fn set(
