@@ -49,11 +49,19 @@ pub async fn setup(
         workload,
     )
     .await?;
-    let server: Option<String> = sqlx::query_scalar("SELECT version()")
-        .fetch_one(&raw.pool)
-        .await
-        .ok()
-        .map(|version: String| version.split(" on ").next().unwrap_or_default().to_owned());
+    // The durability settings decide what a logged table costs, so the report names them.
+    let server: Option<String> = sqlx::query_scalar(
+        "SELECT version() || ' | fsync=' || current_setting('fsync') \
+         || ', synchronous_commit=' || current_setting('synchronous_commit')",
+    )
+    .fetch_one(&raw.pool)
+    .await
+    .ok()
+    .map(|described: String| {
+        let (version, settings) = described.split_once(" | ").unwrap_or((&described, ""));
+        let version = version.split(" on ").next().unwrap_or_default();
+        format!("{version}, {settings}")
+    });
     let pool = raw.pool.clone();
     let kind = if unlogged { "UNLOGGED" } else { "logged" };
     let bench = StoreBench {

@@ -111,8 +111,8 @@ fn server_command(program: &Path, user: Option<(u32, u32)>, dir: &Path) -> Comma
     command
 }
 
-/// Runs `initdb`, starts `postgres -k TMP -p P -h 127.0.0.1` with durability off (a test
-/// server loses nothing that matters), waits for `pg_isready` and creates the database.
+/// Runs `initdb`, starts `postgres -k TMP -p P -h 127.0.0.1` with the default (durable)
+/// settings, waits for `pg_isready` and creates the database.
 pub fn start(lifetime: Lifetime) -> Result<Server> {
     super::with_port_retries(Kind::Postgres, || {
         let initdb = program("initdb")?;
@@ -155,13 +155,10 @@ pub fn start(lifetime: Lifetime) -> Result<Server> {
                 .arg("-k")
                 .arg(&dir)
                 .args(["-p", &port.to_string(), "-h", "127.0.0.1"])
+                // Durability stays as a production server has it, so that `cargo xtask bench`
+                // measures what logged and UNLOGGED tables really cost; the tests take no longer
+                // for it, since the store's tables are UNLOGGED by default.
                 .args([
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
                     // Test binaries run in parallel, each with its own pools.
                     "-c",
                     "max_connections=200",
