@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the one command that passes all tests, the same for developers and CI.
 //!
-//! Formatting, lints and docs run first; then the servers are found or started and every
-//! crate's tests run against them with every feature. A failing step does not stop the later
+//! Formatting, lints, docs and the quickstart example run first; then the servers are found or
+//! started, every crate's tests run against them with every feature, the facade's tests run
+//! again with only the memory store compiled in, and the benchmark makes a quick smoke run. A failing step does not stop the later
 //! ones, so one run shows every problem; the run fails if any step failed.
 
 use std::process::Command;
@@ -14,7 +15,17 @@ use crate::servers::Kind;
 use crate::services::{self, Provided};
 
 /// The steps in order, for the `[n/N]` progress count.
-const STEPS: [&str; 6] = ["fmt", "clippy", "doc", "servers", "test", "bench"];
+const STEPS: [&str; 9] = [
+    "fmt",
+    "clippy",
+    "clippy (no TLS)",
+    "doc",
+    "quickstart",
+    "servers",
+    "test",
+    "test (memory only)",
+    "bench",
+];
 
 /// Runs every step and prints a summary; fails if any step failed or a signal arrived.
 pub fn run() -> Result<()> {
@@ -36,11 +47,27 @@ pub fn run() -> Result<()> {
         ],
         &[],
     );
+    // `--all-features` compiles the Redis store with TLS; its plain build has code of its own.
+    run.cargo(
+        "clippy (no TLS)",
+        &[
+            "clippy",
+            "--package",
+            "cache-redis",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    );
     run.cargo(
         "doc",
         &["doc", "--workspace", "--no-deps", "--all-features"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     );
+    // The README's first command, exactly as a newcomer types it.
+    run.cargo("quickstart", &["run", "--example", "quickstart"], &[]);
     let servers = run.step(
         "servers",
         "find or start Redis, Redis Cluster and PostgreSQL".into(),
@@ -54,6 +81,19 @@ pub fn run() -> Result<()> {
                 "test",
                 &["test", "--workspace", "--all-features", "--no-fail-fast"],
                 &env,
+            );
+            // With the other stores' features off, their URLs must say which feature to turn on.
+            run.cargo(
+                "test (memory only)",
+                &[
+                    "test",
+                    "--package",
+                    "cachette",
+                    "--no-default-features",
+                    "--features",
+                    "memory",
+                ],
+                &[],
             );
             // A smoke run of every benchmark path against the same servers; it times
             // nothing that could fail the run, but a broken contender fails it.
@@ -199,7 +239,7 @@ impl Run {
                 Outcome::NotRun(why) => ("NOT RUN", why.clone()),
             };
             say!(
-                "    {verdict:<8} {:<13} {:>7.1} s  {}{}",
+                "    {verdict:<8} {:<18} {:>7.1} s  {}{}",
                 result.name,
                 result.elapsed.as_secs_f64(),
                 result.command,
