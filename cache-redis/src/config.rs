@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cache_core::{Error, Result};
+use cache_core::{Error, Result, redact_url};
 use percent_encoding::percent_decode_str;
 
 /// How long a connection attempt may take unless the URL says otherwise.
@@ -435,47 +435,7 @@ fn timeout_problem(timeout: Duration) -> Option<&'static str> {
 }
 
 fn invalid(url: &str, what: &str) -> Error {
-    Error::config(format!("invalid Redis URL {}: {what}", redact(url)))
-}
-
-/// The URL with any password (in the user info, or a `pass=` option) replaced by `***`, for
-/// messages. It errs on the side of hiding: with an `@` anywhere, everything between the
-/// scheme and the last `@` but a plain user name is hidden.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return match url.rsplit_once('@') {
-            Some((_, after)) => format!("…@{after}"),
-            None => url.to_owned(),
-        };
-    };
-    let (userinfo, after_userinfo) = match rest.rsplit_once('@') {
-        Some((userinfo, after)) => {
-            let user_end = userinfo.find([':', '/', '?']).unwrap_or(userinfo.len());
-            let shown = if user_end == userinfo.len() {
-                format!("{userinfo}@")
-            } else {
-                format!("{}:***@", &userinfo[..user_end])
-            };
-            (shown, after)
-        }
-        None => (String::new(), rest),
-    };
-    let shown_rest = match after_userinfo.split_once('?') {
-        Some((before, query)) => {
-            let options: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if matches!(name, "pass" | "password") => {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{before}?{}", options.join("&"))
-        }
-        None => after_userinfo.to_owned(),
-    };
-    format!("{scheme}://{userinfo}{shown_rest}")
+    Error::config(format!("invalid Redis URL {}: {what}", redact_url(url)))
 }
 
 #[cfg(test)]
@@ -714,24 +674,5 @@ mod tests {
             let message = config_error(&url);
             assert!(!message.contains(secret), "{message}");
         }
-    }
-
-    #[test]
-    fn redaction_keeps_everything_but_the_password() {
-        assert_eq!(
-            redact("redis://u:p@h:1/2?response_timeout=1s"),
-            "redis://u:***@h:1/2?response_timeout=1s"
-        );
-        assert_eq!(redact("redis://h:1/2"), "redis://h:1/2");
-        assert_eq!(redact("redis://user@h"), "redis://user@h");
-        assert_eq!(
-            redact("redis+unix:///s?db=1&pass=x"),
-            "redis+unix:///s?db=1&pass=***"
-        );
-        assert_eq!(redact("u:p@h"), "…@h");
-        // Unencoded `/`, `?` or `@` in a password must not let it through either.
-        assert_eq!(redact("redis://u:pa/ss@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redact("redis://u:pa?ss@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redact("redis://:p@ss@h/0"), "redis://:***@h/0");
     }
 }

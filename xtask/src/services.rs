@@ -312,82 +312,12 @@ pub fn provide(kinds: &[Kind]) -> Result<Provided> {
     Ok(provided)
 }
 
-/// The URL with any password replaced, for messages: the one in the user info and the value of
-/// a `pass` or `password` query option. The user info ends at the last `@`, wherever a `/` is,
-/// since a password may hold an unencoded `/` (or `?`, or `@`); only a plain user name before it
-/// stays visible.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (userinfo, after_userinfo) = match rest.rsplit_once('@') {
-        Some((userinfo, after)) => match userinfo.find([':', '/', '?']) {
-            Some(user_end) => (format!("{}:***@", &userinfo[..user_end]), after),
-            None => (format!("{userinfo}@"), after),
-        },
-        None => (String::new(), rest),
-    };
-    let shown_rest = match after_userinfo.split_once('?') {
-        Some((before, query)) => {
-            let options: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _))
-                        if name.eq_ignore_ascii_case("pass")
-                            || name.eq_ignore_ascii_case("password") =>
-                    {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{before}?{}", options.join("&"))
-        }
-        None => after_userinfo.to_owned(),
-    };
-    format!("{scheme}://{userinfo}{shown_rest}")
-}
+/// The URL with its passwords hidden, for messages.
+pub use cachette::redact_url as redact;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(
-            redact("redis://user:secret@127.0.0.1:6379/0"),
-            "redis://user:***@127.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1:5432/cachette"),
-            "postgres://postgres@127.0.0.1:5432/cachette"
-        );
-        assert_eq!(
-            redact("redis+cluster://127.0.0.1:1,127.0.0.1:2"),
-            "redis+cluster://127.0.0.1:1,127.0.0.1:2"
-        );
-        assert_eq!(redact("memory://"), "memory://");
-    }
-
-    #[test]
-    fn redacts_passwords_that_hold_separators_or_sit_in_the_query() {
-        for (url, shown) in [
-            ("redis://u:pa/ss@h:1/0", "redis://u:***@h:1/0"),
-            ("redis://u:pa?ss@h:1/0", "redis://u:***@h:1/0"),
-            ("redis://:p@ss@h/0", "redis://:***@h/0"),
-            (
-                "redis+unix:///tmp/r.sock?db=1&pass=secret",
-                "redis+unix:///tmp/r.sock?db=1&pass=***",
-            ),
-            (
-                "postgres://app@h/db?password=secret&table=t",
-                "postgres://app@h/db?password=***&table=t",
-            ),
-            ("redis://h/0?passive=1", "redis://h/0?passive=1"),
-        ] {
-            assert_eq!(redact(url), shown, "{url}");
-        }
-    }
 
     #[test]
     fn state_round_trips_through_json() {
