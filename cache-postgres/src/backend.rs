@@ -250,8 +250,9 @@ impl Backend for PostgresBackend {
         // Rows come back in no particular order. Each is placed by its key read in place from
         // the row, against positions indexed by the caller's own keys, so no key is copied.
         let mut positions: HashMap<&[u8], usize> = HashMap::with_capacity(wanted.len());
+        let mut repeated = false;
         for (position, key) in wanted.iter().enumerate().rev() {
-            positions.insert(key, position);
+            repeated |= positions.insert(key, position).is_some();
         }
         let mut found: Vec<Option<Bytes>> = vec![None; wanted.len()];
         let decode_failed = |error| Error::backend("postgres", "get_many", None, error);
@@ -263,11 +264,13 @@ impl Backend for PostgresBackend {
             }
         }
         // A key asked more than once gets the value at each of its places.
-        for (position, key) in wanted.iter().enumerate() {
-            if let Some(&first) = positions.get(key)
-                && first != position
-            {
-                found[position] = found[first].clone();
+        if repeated {
+            for (position, key) in wanted.iter().enumerate() {
+                if let Some(&first) = positions.get(key)
+                    && first != position
+                {
+                    found[position] = found[first].clone();
+                }
             }
         }
         Ok(found)
