@@ -30,6 +30,30 @@ async fn execute(sql: String) {
         .unwrap_or_else(|error| panic!("{sql}: {error}"));
 }
 
+/// Connects a store to each URL, all released at the same instant; panics naming the round if
+/// any start fails.
+async fn start_at_once(urls: Vec<String>, round: usize) -> Vec<PostgresBackend> {
+    let barrier = Arc::new(Barrier::new(urls.len()));
+    let starts: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                PostgresBackend::connect(&url).await
+            })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        match start.await.expect("a start task panicked") {
+            Ok(store) => stores.push(store),
+            Err(error) => panic!("round {round}: a concurrent start failed: {error:?}"),
+        }
+    }
+    stores
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_stores_starting_at_once_create_the_table_once() {
     const STORES: usize = 16;
@@ -39,23 +63,7 @@ async fn many_stores_starting_at_once_create_the_table_once() {
             &common::postgres_url(),
             &format!("table={table}&pool_max=2&purge_interval=off"),
         );
-        let barrier = Arc::new(Barrier::new(STORES));
-        let starts: Vec<_> = (0..STORES)
-            .map(|_| {
-                let (url, barrier) = (url.clone(), Arc::clone(&barrier));
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    PostgresBackend::connect(&url).await
-                })
-            })
-            .collect();
-        let mut stores = Vec::new();
-        for start in starts {
-            match start.await.unwrap() {
-                Ok(store) => stores.push(store),
-                Err(error) => panic!("round {round}: a concurrent start failed: {error}"),
-            }
-        }
+        let stores = start_at_once(vec![url; STORES], round).await;
         let quoted = format!("\"{table}\"");
         assert_eq!(
             persistence(&quoted).await.as_deref(),
@@ -88,32 +96,20 @@ async fn stores_spelling_one_table_two_ways_create_it_once() {
     const STORES: usize = 16;
     for round in 0..6 {
         let table = common::fresh_table("spelled");
-        let barrier = Arc::new(Barrier::new(STORES));
-        let starts: Vec<_> = (0..STORES)
+        let urls = (0..STORES)
             .map(|i| {
                 let spelled = if i % 2 == 0 {
                     table.clone()
                 } else {
                     format!("public.{table}")
                 };
-                let url = common::with_options(
+                common::with_options(
                     &common::postgres_url(),
                     &format!("table={spelled}&pool_max=1&purge_interval=off"),
-                );
-                let barrier = Arc::clone(&barrier);
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    PostgresBackend::connect(&url).await
-                })
+                )
             })
             .collect();
-        let mut stores = Vec::new();
-        for start in starts {
-            match start.await.unwrap() {
-                Ok(store) => stores.push(store),
-                Err(error) => panic!("round {round}: a concurrent start failed: {error:?}"),
-            }
-        }
+        let stores = start_at_once(urls, round).await;
         assert!(exists(&format!("public.\"{table}\"")).await);
         for store in &stores {
             store.close().await.unwrap();

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use cache_core::{Backend, Bytes, Condition, Error};
 use cache_postgres::{PostgresBackend, StatementTimedOut};
 use common::proxy::SilencingProxy;
-use sqlx::Connection;
 
 /// Past this, the client-side limits are not being honoured (a hang), whatever the load.
 const HANG: Duration = Duration::from_secs(20);
@@ -71,15 +70,7 @@ async fn one_timed_out_statement_does_not_retire_the_other_connections() {
 
     // Open every pooled connection: writers queue on a row another session holds, each on its
     // own connection, until the pool is full.
-    let mut holder = common::raw_connection(&common::postgres_url()).await;
-    let mut lock = holder.begin().await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM \"{table}\" WHERE key = $1 FOR UPDATE"
-    )))
-    .bind(b"locked".as_slice())
-    .execute(&mut *lock)
-    .await
-    .unwrap();
+    let lock = common::RowLock::take(&table, b"locked").await;
     let writers: Vec<_> = (0..POOL)
         .map(|_| {
             let store = Arc::clone(&store);
@@ -95,7 +86,7 @@ async fn one_timed_out_statement_does_not_retire_the_other_connections() {
         assert!(Instant::now() < deadline, "the pool never filled");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    lock.rollback().await.unwrap();
+    lock.release().await;
     for writer in writers {
         writer.await.unwrap().unwrap();
     }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use cache_core::{Backend, Bytes, Condition, Error};
 use cache_postgres::{PostgresBackend, PostgresConfig};
-use sqlx::Connection;
 
 fn bytes(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
@@ -265,15 +264,7 @@ async fn a_statement_past_statement_timeout_fails_and_the_store_carries_on() {
         .await
         .unwrap();
     // Another session holds the row, so writing it waits until the server cancels the write.
-    let mut holder = common::raw_connection(&common::postgres_url()).await;
-    let mut lock = holder.begin().await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM \"{table}\" WHERE key = $1 FOR UPDATE"
-    )))
-    .bind(b"locked".as_slice())
-    .execute(&mut *lock)
-    .await
-    .unwrap();
+    let lock = common::RowLock::take(&table, b"locked").await;
     match store
         .set("locked", bytes("w"), None, Condition::Always)
         .await
@@ -285,7 +276,7 @@ async fn a_statement_past_statement_timeout_fails_and_the_store_carries_on() {
         other => panic!("expected a backend error, got {other:?}"),
     }
     assert_eq!(store.get("locked").await.unwrap(), Some(bytes("v")));
-    lock.rollback().await.unwrap();
+    lock.release().await;
     store
         .set("locked", bytes("w"), None, Condition::Always)
         .await

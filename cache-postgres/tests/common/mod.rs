@@ -68,6 +68,37 @@ pub async fn raw_connection(url: &str) -> sqlx::PgConnection {
         .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL: {error}"))
 }
 
+/// A row of a test table locked by a session of the test's own, so that writers of that key
+/// wait on it; [`RowLock::release`] ends the lock.
+pub struct RowLock(sqlx::PgConnection);
+
+impl RowLock {
+    /// Locks `key` of `table` (`SELECT … FOR UPDATE` in an open transaction).
+    pub async fn take(table: &str, key: &[u8]) -> Self {
+        let mut connection = raw_connection(&postgres_url()).await;
+        sqlx::query("BEGIN")
+            .execute(&mut connection)
+            .await
+            .expect("BEGIN");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM \"{table}\" WHERE key = $1 FOR UPDATE"
+        )))
+        .bind(key)
+        .execute(&mut connection)
+        .await
+        .expect("locking the row");
+        Self(connection)
+    }
+
+    /// Rolls the locking transaction back, which frees the row.
+    pub async fn release(mut self) {
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("ROLLBACK");
+    }
+}
+
 /// Drops a test table and its index.
 pub async fn drop_table(table: &str) {
     let mut connection = raw_connection(&postgres_url()).await;
