@@ -64,6 +64,20 @@ pub enum Error {
         /// Why the store refuses it.
         reason: String,
     },
+    /// The value is larger than the store can hold. Nothing was written: a value is never
+    /// stored cut short.
+    #[error(
+        "the value for key {} is {size} bytes; this store holds values of at most {limit} bytes",
+        ShowKey(key)
+    )]
+    ValueTooLarge {
+        /// The key as the store received it.
+        key: String,
+        /// The value's length in bytes.
+        size: usize,
+        /// The largest value the store holds, in bytes.
+        limit: usize,
+    },
     /// A URL, an option or a setting is wrong, or names a store whose feature is off.
     #[error("configuration error: {message}")]
     Config {
@@ -117,6 +131,15 @@ impl Error {
         }
     }
 
+    /// An [`Error::ValueTooLarge`].
+    pub fn value_too_large(key: &str, size: usize, limit: usize) -> Self {
+        Error::ValueTooLarge {
+            key: key.to_owned(),
+            size,
+            limit,
+        }
+    }
+
     /// An [`Error::Config`] without an underlying error.
     pub fn config(message: impl Into<String>) -> Self {
         Error::Config {
@@ -140,6 +163,7 @@ impl Error {
             Error::Decode { key, .. }
             | Error::Encode { key, .. }
             | Error::InvalidKey { key, .. }
+            | Error::ValueTooLarge { key, .. }
             | Error::Load { key, .. } => Some(key),
             Error::Config { .. } | Error::Unsupported { .. } => None,
         }
