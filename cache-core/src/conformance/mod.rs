@@ -1,36 +1,74 @@
 //! The conformance suite: what every store must do, as runnable cases.
 //!
-//! A store's test file runs all of it with one macro call, which expands into one
-//! `#[tokio::test]` per case so a failure names its case:
+//! A store's test file runs all of it with one macro call. The macro expands into one
+//! `#[tokio::test]` per case, so a failure names its case, plus one test,
+//! `all_cases_on_one_shared_store`, that runs every case at once on one store, as
+//! [`run_conformance`] does: some bugs show only when each case has a fresh store, others only
+//! when many cases share one.
 //!
 //! ```rust,ignore
+//! // Each await makes a new, empty store of its own (an in-process store):
 //! cache_core::conformance_tests!(async {
 //!     std::sync::Arc::new(MyStore::new()) as std::sync::Arc<dyn cache_core::Backend>
 //! });
+//!
+//! // Each await opens a new handle on one shared store (a server, a file): cases then also read
+//! // through a second handle, on its own connection, what the first one wrote.
+//! cache_core::conformance_tests!(handles = async {
+//!     std::sync::Arc::new(MyStore::connect(URL).await.unwrap()) as std::sync::Arc<dyn cache_core::Backend>
+//! });
 //! ```
 //!
-//! The expression is evaluated once per case and must produce an `Arc<dyn Backend>` when
-//! awaited; the crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency.
+//! The crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency.
 //! [`run_conformance`] runs the same cases at run time against any `Arc<dyn Backend>`, which is
 //! what `cargo xtask conformance URL` does.
 //!
+//! # Cases that need the store to themselves
 //! Every case works under its own random key prefix, so cases run in parallel on one shared
-//! server, and removes its keys when it passes.
+//! server, and removes its keys when it passes. A few cases ([`Case::exclusive`]) look at the
+//! whole store: clearing the empty prefix, the raw empty key `""`. The macro runs them one at a
+//! time while no other case of the test binary runs (a process-wide gate), so in `handles` mode
+//! they assume that no other program uses the store meanwhile. [`run_conformance`] runs them last,
+//! alone, and only when [`RunOptions::exclusive`] says the store is the run's to empty; otherwise
+//! it reports them as not run.
+//!
+//! # What the suite proves, and what it cannot see
+//! The cases check every sentence of the contract in [`Backend`]'s docs on each path where a
+//! store implements it separately (single, conditional and batch writes, `expire_in`; every read),
+//! right after the write and after time has passed, next to near-miss keys, with batches larger
+//! than any chunk a store would pick, and with a reader on a second handle. Black-box, they cannot
+//! see: a TTL off by less than about a millisecond (each store unit-tests its own conversion
+//! against [`ttl_millis`](crate::ttl_millis)); atomicity across Redis Cluster hash slots (the
+//! contract promises it per slot only); a bounded store's eviction policy; durability across a
+//! crash (the outage case, [`outage::run`], covers a restart).
+//!
+//! # Working set
+//! One case holds at most [`WORKING_SET_KEYS`] keys and [`WORKING_SET_BYTES`] bytes of values
+//! alive at once; all cases at once (the shared-store test, [`run_conformance`] with its
+//! default parallelism) hold at most about 60,000 keys and 100 MiB. A bounded store must be
+//! configured at least that big to pass, or it may evict what a case is about to read.
 //!
 //! One more case needs a way to take the store's server away and bring it back, so a store
 //! with a server runs it from a test of its own: [`outage::run`].
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::{Backend, Cache, CacheBuilder, Result};
 
 pub mod cases;
 pub mod outage;
+
+/// The most keys one case holds alive at once (the 20,000-key batches, plus their neighbours).
+pub const WORKING_SET_KEYS: usize = 21_000;
+
+/// The most value bytes one case holds alive at once (the 64 MiB value).
+pub const WORKING_SET_BYTES: usize = 65 * 1024 * 1024;
 
 /// What a case returns: `Ok` when it passed. Assertion failures panic with a message.
 pub type CaseFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -42,6 +80,9 @@ pub struct Case {
     pub group: &'static str,
     /// The case, e.g. `expired_key_is_absent_for_get`.
     pub name: &'static str,
+    /// Whether the case needs the store to itself: it looks at keys outside its own prefix
+    /// (clearing the empty prefix, the raw empty key), so no other case may run meanwhile.
+    pub exclusive: bool,
     /// Runs the case.
     pub run: fn(Ctx) -> CaseFuture,
 }
@@ -55,10 +96,11 @@ impl std::fmt::Debug for Case {
 /// Every case of the suite, in order.
 pub fn cases() -> Vec<Case> {
     macro_rules! table {
-        ($(($group:ident :: $case:ident))*) => {
+        ($(($group:ident :: $case:ident $($exclusive:ident)?))*) => {
             vec![$(Case {
                 group: stringify!($group),
                 name: stringify!($case),
+                exclusive: $crate::__conformance_is_exclusive!($($exclusive)?),
                 run: |ctx| Box::pin(cases::$group::$case(ctx)),
             }),*]
         };
@@ -66,21 +108,30 @@ pub fn cases() -> Vec<Case> {
     crate::__conformance_case_list!([table])
 }
 
-/// What a case receives: the store, and a random key prefix of its own.
+/// What a case receives: the store, a second handle on it, and a random key prefix of its own.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     backend: Arc<dyn Backend>,
+    peer: Arc<dyn Backend>,
     prefix: String,
 }
 
 impl Ctx {
-    /// A context with a fresh random prefix.
+    /// A context with a fresh random prefix, whose peer is the store itself.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
+        let peer = Arc::clone(&backend);
+        Self::with_peer(backend, peer)
+    }
+
+    /// A context with a fresh random prefix and `peer`, another handle on the same data (its own
+    /// connection to the same server, the same file opened again).
+    pub fn with_peer(backend: Arc<dyn Backend>, peer: Arc<dyn Backend>) -> Self {
         let tag: String = std::iter::repeat_with(fastrand::alphanumeric)
             .take(12)
             .collect();
         Self {
             backend,
+            peer,
             prefix: format!("cachette-conformance:{tag}:"),
         }
     }
@@ -88,6 +139,13 @@ impl Ctx {
     /// The store under test.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// Another handle on the same data, for readers that must not share the writer's
+    /// connection (a connection serves its own calls in order, which hides torn batches). The
+    /// store itself when it has no second handle (an in-process store).
+    pub fn peer(&self) -> &Arc<dyn Backend> {
+        &self.peer
     }
 
     /// This case's prefix; every key the case touches starts with it.
@@ -113,10 +171,17 @@ impl Ctx {
     }
 }
 
-/// Runs one case against the store the factory makes and panics with the case's failure; what
-/// `conformance_tests!` calls.
-pub async fn run_case(case: fn(Ctx) -> CaseFuture, backend: Arc<dyn Backend>) {
-    let ctx = Ctx::new(backend);
+/// Runs one case against `backend` (with `peer` as its second handle, or the store itself) and
+/// panics with the case's failure; what `conformance_tests!` calls.
+pub async fn run_case(
+    case: fn(Ctx) -> CaseFuture,
+    backend: Arc<dyn Backend>,
+    peer: Option<Arc<dyn Backend>>,
+) {
+    let ctx = match peer {
+        Some(peer) => Ctx::with_peer(backend, peer),
+        None => Ctx::new(backend),
+    };
     if let Err(error) = case(ctx.clone()).await {
         panic!("case returned an error: {error}");
     }
@@ -126,53 +191,154 @@ pub async fn run_case(case: fn(Ctx) -> CaseFuture, backend: Arc<dyn Backend>) {
     }
 }
 
+/// The process-wide gate of the test macro: ordinary cases share it, an exclusive case (and the
+/// shared-store run) holds it alone, so nothing else of the test binary touches the store then.
+#[doc(hidden)]
+pub enum Gate {
+    Shared(RwLockReadGuard<'static, ()>),
+    Alone(RwLockWriteGuard<'static, ()>),
+}
+
+#[doc(hidden)]
+pub async fn gate(alone: bool) -> Gate {
+    static GATE: OnceLock<RwLock<()>> = OnceLock::new();
+    let gate = GATE.get_or_init(|| RwLock::new(()));
+    if alone {
+        Gate::Alone(gate.write().await)
+    } else {
+        Gate::Shared(gate.read().await)
+    }
+}
+
+/// How [`run_conformance`] runs the suite.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RunOptions {
+    backend: Arc<dyn Backend>,
+    peer: Option<Arc<dyn Backend>>,
+    parallelism: usize,
+    exclusive: bool,
+}
+
+impl RunOptions {
+    /// Every case against `backend`, 16 at a time, without the exclusive cases.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            peer: None,
+            parallelism: 16,
+            exclusive: false,
+        }
+    }
+
+    /// A second handle on the same data, for the cases that read on another connection.
+    pub fn peer(mut self, peer: Arc<dyn Backend>) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// How many cases run at once (at least one).
+    pub fn parallelism(mut self, cases: usize) -> Self {
+        self.parallelism = cases.max(1);
+        self
+    }
+
+    /// Whether the store is this run's alone, so that the exclusive cases may run (last, one at a
+    /// time). They clear the empty prefix, which empties the store.
+    pub fn exclusive(mut self, store_is_ours: bool) -> Self {
+        self.exclusive = store_is_ours;
+        self
+    }
+}
+
+/// How one case ended in [`run_conformance`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The case passed.
+    Passed,
+    /// The case failed, and why.
+    Failed(String),
+    /// The case did not run, and why (an exclusive case on a store that is not the run's alone).
+    NotRun(&'static str),
+}
+
 /// How one case ended in [`run_conformance`].
 #[derive(Debug, Clone)]
 pub struct CaseReport {
     /// `group::name`.
     pub case: String,
-    /// `None` when it passed, else why it failed.
-    pub failure: Option<String>,
+    /// Passed, failed or not run.
+    pub verdict: Verdict,
     /// How long it ran.
     pub elapsed: Duration,
 }
 
-/// Runs every case against `backend` at run time, `parallelism` at a time, and reports each.
-/// Requires a running Tokio runtime.
-pub async fn run_conformance(backend: Arc<dyn Backend>, parallelism: usize) -> Vec<CaseReport> {
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(parallelism.max(1)));
-    let mut tasks = Vec::new();
-    for case in cases() {
-        let backend = Arc::clone(&backend);
-        let semaphore = Arc::clone(&semaphore);
-        tasks.push(tokio::spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            let started = Instant::now();
-            let outcome = tokio::spawn(run_case(case.run, backend)).await;
-            let failure = match outcome {
-                Ok(()) => None,
-                Err(error) if error.is_panic() => Some(panic_message(error.into_panic())),
-                Err(error) => Some(error.to_string()),
-            };
-            CaseReport {
-                case: format!("{}::{}", case.group, case.name),
-                failure,
-                elapsed: started.elapsed(),
-            }
-        }));
-    }
-    let mut reports = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        match task.await {
-            Ok(report) => reports.push(report),
-            Err(error) => reports.push(CaseReport {
-                case: "runner".into(),
-                failure: Some(error.to_string()),
-                elapsed: Duration::ZERO,
-            }),
+impl CaseReport {
+    /// Why the case failed, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        match &self.verdict {
+            Verdict::Failed(why) => Some(why),
+            _ => None,
         }
     }
+}
+
+/// Runs every case as `options` say, reports each in the suite's order, and runs the exclusive
+/// cases last, one at a time, once every other case has finished. Requires a running Tokio
+/// runtime.
+pub async fn run_conformance(options: RunOptions) -> Vec<CaseReport> {
+    let all = cases();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallelism));
+    let mut tasks = Vec::new();
+    for case in all.iter().copied().filter(|case| !case.exclusive) {
+        let (options, semaphore) = (options.clone(), Arc::clone(&semaphore));
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            run_reported(case, &options).await
+        }));
+    }
+    let mut reports = Vec::with_capacity(all.len());
+    for task in tasks {
+        reports.push(task.await.unwrap_or_else(|error| CaseReport {
+            case: "runner".into(),
+            verdict: Verdict::Failed(error.to_string()),
+            elapsed: Duration::ZERO,
+        }));
+    }
+    for case in all.into_iter().filter(|case| case.exclusive) {
+        reports.push(if options.exclusive {
+            run_reported(case, &options).await
+        } else {
+            CaseReport {
+                case: format!("{case:?}"),
+                verdict: Verdict::NotRun(
+                    "it empties the store: run it on a store of its own (--exclusive)",
+                ),
+                elapsed: Duration::ZERO,
+            }
+        });
+    }
     reports
+}
+
+async fn run_reported(case: Case, options: &RunOptions) -> CaseReport {
+    let started = Instant::now();
+    let outcome = tokio::spawn(run_case(
+        case.run,
+        Arc::clone(&options.backend),
+        options.peer.clone(),
+    ))
+    .await;
+    let verdict = match outcome {
+        Ok(()) => Verdict::Passed,
+        Err(error) if error.is_panic() => Verdict::Failed(panic_message(error.into_panic())),
+        Err(error) => Verdict::Failed(error.to_string()),
+    };
+    CaseReport {
+        case: format!("{case:?}"),
+        verdict,
+        elapsed: started.elapsed(),
+    }
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -185,29 +351,89 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Runs every case at once on one store, as [`run_conformance`] does with the exclusive cases,
+/// and panics listing the cases that failed; the macro's `all_cases_on_one_shared_store`.
+pub async fn run_all_on_one_store(backend: Arc<dyn Backend>, peer: Option<Arc<dyn Backend>>) {
+    let mut options = RunOptions::new(backend).exclusive(true);
+    if let Some(peer) = peer {
+        options = options.peer(peer);
+    }
+    let failures: Vec<String> = run_conformance(options)
+        .await
+        .into_iter()
+        .filter_map(|report| match report.verdict {
+            Verdict::Passed => None,
+            Verdict::Failed(why) => Some(format!("{}: {why}", report.case)),
+            Verdict::NotRun(why) => Some(format!("{} was not run: {why}", report.case)),
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed on one shared store:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Expands into one `#[tokio::test]` per conformance case, each running against the store that
-/// `$factory` (an expression that, awaited, gives an `Arc<dyn Backend>`) makes.
+/// the factory (an expression that, awaited, gives an `Arc<dyn Backend>`) makes, plus
+/// `all_cases_on_one_shared_store`, which runs them all at once on one store.
+///
+/// `conformance_tests!(factory)`: each await makes a new, empty store of its own.
+/// `conformance_tests!(handles = factory)`: each await opens another handle on one shared store;
+/// every case then gets a second handle as [`Ctx::peer`]. See the [module docs](self) for the
+/// exclusive cases.
 #[macro_export]
 macro_rules! conformance_tests {
+    (handles = $factory:expr $(,)?) => {
+        $crate::__conformance_case_list! { [$crate::__conformance_test_fns] (true, $factory) }
+    };
     ($factory:expr $(,)?) => {
-        $crate::__conformance_case_list! { [$crate::__conformance_test_fns] ($factory) }
+        $crate::__conformance_case_list! { [$crate::__conformance_test_fns] (false, $factory) }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_is_exclusive {
+    () => {
+        false
+    };
+    (exclusive) => {
+        true
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_test_fns {
-    (($factory:expr) $(($group:ident :: $case:ident))*) => {
+    (($handles:expr, $factory:expr) $(($group:ident :: $case:ident $($exclusive:ident)?))*) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
+                let _gate = $crate::conformance::gate(
+                    $crate::__conformance_is_exclusive!($($exclusive)?),
+                )
+                .await;
                 let backend: ::std::sync::Arc<dyn $crate::Backend> = $factory.await;
+                let peer: ::std::option::Option<::std::sync::Arc<dyn $crate::Backend>> =
+                    if $handles { ::std::option::Option::Some($factory.await) } else { None };
                 $crate::conformance::run_case(
                     |ctx| ::std::boxed::Box::pin($crate::conformance::cases::$group::$case(ctx)),
                     backend,
+                    peer,
                 )
                 .await;
             }
         )*
+
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn all_cases_on_one_shared_store() {
+            let _gate = $crate::conformance::gate(true).await;
+            let backend: ::std::sync::Arc<dyn $crate::Backend> = $factory.await;
+            let peer: ::std::option::Option<::std::sync::Arc<dyn $crate::Backend>> =
+                if $handles { ::std::option::Option::Some($factory.await) } else { None };
+            $crate::conformance::run_all_on_one_store(backend, peer).await;
+        }
     };
 }

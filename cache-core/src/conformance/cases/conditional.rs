@@ -83,18 +83,102 @@ pub async fn if_not_exists_race_of_64_tasks_has_one_winner(ctx: Ctx) -> Result<(
     Ok(())
 }
 
-/// An if-not-exists write with `Duration::ZERO` leaves the key absent.
+/// An if-not-exists write of an absent key with `Duration::ZERO` reports a write and leaves
+/// nothing.
 pub async fn if_not_exists_with_zero_ttl_leaves_nothing(ctx: Ctx) -> Result<()> {
+    let key = ctx.key("k");
+    assert!(
+        ctx.backend()
+            .set(
+                &key,
+                bytes("v"),
+                Some(Duration::ZERO),
+                Condition::IfNotExists,
+            )
+            .await?,
+        "an if-not-exists write of an absent key must report a write, even with a zero TTL"
+    );
+    assert_eq!(ctx.backend().get(&key).await?, None);
+    assert!(!ctx.backend().contains(&key).await?);
+    Ok(())
+}
+
+/// An if-not-exists write of a present key with `Duration::ZERO` writes nothing, removes
+/// nothing and reports `false`.
+pub async fn if_not_exists_with_zero_ttl_spares_a_present_key(ctx: Ctx) -> Result<()> {
     let key = ctx.key("k");
     ctx.backend()
         .set(
             &key,
-            bytes("v"),
-            Some(Duration::ZERO),
-            Condition::IfNotExists,
+            bytes("first"),
+            Some(Duration::from_secs(10)),
+            Condition::Always,
         )
         .await?;
-    assert_eq!(ctx.backend().get(&key).await?, None);
+    assert!(
+        !ctx.backend()
+            .set(
+                &key,
+                bytes("second"),
+                Some(Duration::ZERO),
+                Condition::IfNotExists
+            )
+            .await?
+    );
+    assert_eq!(ctx.backend().get(&key).await?, Some(bytes("first")));
+    let left = super::remaining(ctx.backend().ttl(&key).await?);
+    assert!(left <= Duration::from_secs(10), "{left:?}");
+    Ok(())
+}
+
+/// An if-not-exists write of a present key that has a TTL leaves that TTL alone, whatever TTL
+/// it asks for.
+pub async fn if_not_exists_keeps_the_ttl_of_a_present_key(ctx: Ctx) -> Result<()> {
+    let key = ctx.key("k");
+    ctx.backend()
+        .set(
+            &key,
+            bytes("first"),
+            Some(Duration::from_secs(10)),
+            Condition::Always,
+        )
+        .await?;
+    for ttl in [None, Some(LONG_TTL), Some(Duration::from_millis(50))] {
+        assert!(
+            !ctx.backend()
+                .set(&key, bytes("second"), ttl, Condition::IfNotExists)
+                .await?
+        );
+        let left = super::remaining(ctx.backend().ttl(&key).await?);
+        assert!(
+            left <= Duration::from_secs(10) && left > Duration::from_secs(5),
+            "an if-not-exists write with {ttl:?} changed the TTL to {left:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ctx.backend().get(&key).await?, Some(bytes("first")));
+    Ok(())
+}
+
+/// An unconditional `set` reports a write on an overwrite and on a rewrite of the same value
+/// and TTL (no "rows changed" count as the answer).
+pub async fn always_reports_a_write_on_overwrite_and_identical_rewrite(ctx: Ctx) -> Result<()> {
+    let key = ctx.key("k");
+    for (value, ttl) in [
+        ("v", None),
+        ("v", None),
+        ("w", None),
+        ("w", Some(LONG_TTL)),
+        ("w", Some(LONG_TTL)),
+    ] {
+        assert!(
+            ctx.backend()
+                .set(&key, bytes(value), ttl, Condition::Always)
+                .await?,
+            "set({value:?}, {ttl:?}) reported no write"
+        );
+    }
+    assert_eq!(ctx.backend().get(&key).await?, Some(bytes("w")));
     Ok(())
 }
 

@@ -1,11 +1,13 @@
 //! The cases, one module per group. Each case is an `async fn(Ctx) -> Result<()>` that fits on
 //! a screen.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub mod atomicity;
 pub mod batches;
 pub mod clear;
 pub mod conditional;
@@ -13,8 +15,11 @@ pub mod facade;
 pub mod faults;
 pub mod keys;
 pub mod loading;
+pub mod neighbours;
+pub mod paths;
 pub mod round_trip;
 pub mod ttl;
+pub mod whole_store;
 
 /// The list every table of cases is built from: the test macro, [`super::cases`] and the runner.
 #[doc(hidden)]
@@ -28,6 +33,8 @@ macro_rules! __conformance_case_list {
             (round_trip::empty_value_round_trips)
             (round_trip::every_byte_value_round_trips)
             (round_trip::four_mib_value_round_trips)
+            (round_trip::value_of_64_mib_round_trips_or_is_too_large)
+            (round_trip::large_values_round_trip_in_batches)
             (round_trip::overwrite_replaces_the_value)
             (round_trip::values_are_copies_not_shared_state)
             (keys::empty_key_round_trips_or_is_rejected)
@@ -40,6 +47,10 @@ macro_rules! __conformance_case_list {
             (keys::non_ascii_key_round_trips)
             (keys::keys_differing_in_case_are_distinct)
             (keys::awkward_keys_work_in_batches)
+            (neighbours::near_miss_keys_are_distinct)
+            (neighbours::near_miss_keys_are_distinct_in_batches)
+            (neighbours::control_characters_in_batch_keys)
+            (neighbours::invalid_key_fails_the_whole_batch)
             (batches::get_many_of_zero_keys_is_empty)
             (batches::get_many_omits_missing_keys)
             (batches::get_many_answers_duplicates)
@@ -53,9 +64,11 @@ macro_rules! __conformance_case_list {
             (batches::delete_many_counts_exactly)
             (batches::delete_many_of_zero_keys_is_zero)
             (batches::contains_reports_presence)
+            (atomicity::set_many_of_20000_keys_is_atomic_for_a_reader_on_another_handle)
             (ttl::ttl_of_missing_key_is_none)
             (ttl::ttl_of_key_without_expiry_is_eternal)
             (ttl::ttl_reports_remaining_time_in_milliseconds)
+            (ttl::ttl_counts_down_as_time_passes)
             (ttl::expired_key_is_absent_for_get)
             (ttl::expired_key_is_absent_for_get_many)
             (ttl::expired_key_is_absent_for_contains)
@@ -64,6 +77,7 @@ macro_rules! __conformance_case_list {
             (ttl::expired_key_is_absent_for_delete_many)
             (ttl::expired_key_is_absent_for_if_not_exists)
             (ttl::expired_key_is_absent_for_expire_in)
+            (ttl::expired_key_is_absent_for_expire_in_with_a_ttl)
             (ttl::ttl_is_honoured_to_the_millisecond)
             (ttl::sub_millisecond_ttl_is_not_eternal)
             (ttl::overwrite_resets_the_ttl)
@@ -74,21 +88,44 @@ macro_rules! __conformance_case_list {
             (ttl::huge_ttl_clamps_instead_of_failing)
             (ttl::expire_in_on_missing_key_is_false)
             (ttl::expire_in_sets_a_new_ttl)
+            (ttl::expire_in_counts_from_the_call)
             (ttl::expire_in_none_persists_the_key)
             (ttl::expire_in_zero_removes_the_key)
+            (ttl::delete_spares_neighbours_and_their_ttls)
+            (paths::set_many_ttl_is_honoured_to_the_millisecond)
+            (paths::set_many_without_ttl_clears_old_ttls)
+            (paths::set_many_with_a_ttl_replaces_no_expiry)
+            (paths::set_many_huge_ttls_clamp)
+            (paths::set_many_sub_millisecond_ttl_is_not_eternal)
+            (paths::if_not_exists_ttl_is_honoured_to_the_millisecond)
+            (paths::if_not_exists_huge_ttls_clamp)
+            (paths::if_not_exists_sub_millisecond_ttl_is_not_eternal)
+            (paths::expire_in_is_honoured_to_the_millisecond)
+            (paths::expire_in_huge_ttls_clamp)
+            (paths::expire_in_sub_millisecond_ttl_is_not_eternal)
             (conditional::if_not_exists_writes_an_absent_key)
             (conditional::if_not_exists_keeps_an_existing_value_and_ttl)
+            (conditional::if_not_exists_keeps_the_ttl_of_a_present_key)
             (conditional::if_not_exists_race_of_64_tasks_has_one_winner)
             (conditional::if_not_exists_with_zero_ttl_leaves_nothing)
+            (conditional::if_not_exists_with_zero_ttl_spares_a_present_key)
+            (conditional::always_reports_a_write_on_overwrite_and_identical_rewrite)
             (conditional::concurrent_writers_of_distinct_keys_lose_nothing)
             (clear::clear_removes_every_key_of_the_prefix)
+            (clear::clear_counts_live_keys_only)
             (clear::clear_spares_sibling_prefixes)
+            (clear::clear_spares_keys_that_hold_the_prefix_in_the_middle)
             (clear::clear_spares_prefixes_with_glob_characters)
             (clear::clear_spares_prefixes_with_sql_like_characters)
             (clear::clear_is_case_sensitive)
+            (clear::clear_of_a_prefix_with_a_trailing_space_is_exact)
+            (clear::clear_takes_keys_whose_next_character_is_far_outside_ascii)
+            (clear::clear_spares_hundreds_of_unrelated_keys)
             (clear::clear_of_an_empty_prefix_space_is_zero)
             (clear::clear_of_2500_keys_counts_them_all)
             (clear::cache_works_again_after_clear)
+            (whole_store::clear_of_the_empty_prefix_empties_the_store exclusive)
+            (whole_store::raw_empty_key_is_a_key exclusive)
             (facade::cache_applies_its_prefix)
             (facade::cache_applies_its_default_ttl)
             (facade::explicit_no_ttl_overrides_the_default)
@@ -135,6 +172,20 @@ pub fn bytes(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
 }
 
+/// `len` bytes counting up modulo `modulus` (a prime, so that no power-of-two cut lines up
+/// with the pattern), built by copying blocks so that 64 MiB is quick also in debug builds.
+pub fn patterned(len: usize, modulus: u8) -> Bytes {
+    let block: Vec<u8> = (0..usize::from(modulus) * 256)
+        .map(|i| (i % usize::from(modulus)) as u8)
+        .collect();
+    let mut value = Vec::with_capacity(len);
+    while value.len() < len {
+        let take = block.len().min(len - value.len());
+        value.extend_from_slice(&block[..take]);
+    }
+    Bytes::from(value)
+}
+
 /// A short TTL for expiry cases.
 pub const SHORT_TTL: Duration = Duration::from_millis(150);
 
@@ -165,3 +216,69 @@ pub async fn write_and_let_expire(ctx: &super::Ctx, key: &str) -> crate::Result<
 
 /// A TTL long enough never to expire during a case.
 pub const LONG_TTL: Duration = Duration::from_secs(3600);
+
+/// A year, for the huge-TTL cases.
+pub const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The time left of a key that must have a TTL.
+pub fn remaining(ttl: Option<crate::Ttl>) -> Duration {
+    match ttl {
+        Some(crate::Ttl::Remaining(left)) => left,
+        other => panic!("expected a remaining TTL, got {other:?}"),
+    }
+}
+
+/// Checks the expiry of a key with a huge TTL (`Duration::MAX` or 100 years): present, and
+/// either eternal or with more than `at_least` left.
+pub async fn has_a_huge_ttl(ctx: &super::Ctx, key: &str, at_least: Duration) -> crate::Result<()> {
+    assert!(
+        ctx.backend().get(key).await?.is_some(),
+        "the key with a huge TTL is missing"
+    );
+    match ctx.backend().ttl(key).await? {
+        Some(crate::Ttl::Eternal) => {}
+        Some(crate::Ttl::Remaining(left)) => {
+            assert!(left > at_least, "a huge TTL came back as {left:?}")
+        }
+        None => panic!("the key with a huge TTL is missing"),
+    }
+    Ok(())
+}
+
+/// Runs `write`, which must give `key` a TTL of `ttl` counted from the call, then polls `get`
+/// every few milliseconds: the key must be present until the TTL has passed (give or take the
+/// store's millisecond clock) and absent once it passed by [`EXPIRY_SLACK`].
+pub async fn expires_on_time<F, Fut>(
+    ctx: &super::Ctx,
+    key: &str,
+    ttl: Duration,
+    write: F,
+) -> crate::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = crate::Result<()>>,
+{
+    const CLOCK_GRAIN: Duration = Duration::from_millis(2);
+    let before = Instant::now();
+    write().await?;
+    let written = Instant::now();
+    loop {
+        let asked = Instant::now();
+        let present = ctx.backend().get(key).await?.is_some();
+        let answered = Instant::now();
+        if !present {
+            assert!(
+                answered + CLOCK_GRAIN >= before + ttl,
+                "the key expired early, {:?} after it was written with a {ttl:?} TTL",
+                answered - before
+            );
+            return Ok(());
+        }
+        assert!(
+            asked < written + ttl + EXPIRY_SLACK,
+            "the key was still present {:?} after it was written with a {ttl:?} TTL",
+            asked - written
+        );
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+}
