@@ -1,12 +1,16 @@
 //! `MemoryBackend`: the `Backend` impl over a moka cache of bytes.
 
-use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
 use moka::Expiry;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Entries a batch handles between two yields to the runtime: big batches then never hold a
+/// worker thread for long, while the gate keeps them whole for readers.
+const BATCH_CHUNK: usize = 1024;
 
 /// The default bound: 256 MiB of keys, values and bookkeeping.
 const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -212,22 +216,58 @@ impl MemoryBackend {
         }
     }
 
+    /// Removes `keys` in chunks, yielding between them; returns how many were live. A duplicate
+    /// finds its key already removed, so it is counted once.
+    async fn remove_all_live<K: std::ops::Deref<Target = str>>(
+        &self,
+        keys: &[K],
+        now: Instant,
+    ) -> u64 {
+        let mut removed = 0;
+        for (i, chunk) in keys.chunks(BATCH_CHUNK).enumerate() {
+            if i > 0 {
+                tokio::task::yield_now().await;
+            }
+            removed += chunk
+                .iter()
+                .filter(|key| self.remove_live(key, now))
+                .count() as u64;
+        }
+        removed
+    }
+
     fn remove_live(&self, key: &str, now: Instant) -> bool {
         self.entries
             .remove(key)
             .is_some_and(|entry| entry.is_live(now))
     }
 
-    fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.batch_gate
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Refuses a value that alone weighs more than the whole byte bound: moka would admit it and
+    /// then evict everything else, or serve it above the bound.
+    fn check_value(&self, key: &str, value: &Bytes) -> Result<()> {
+        if let Bound::Bytes(max) = self.bound {
+            let weight = (key.len() + value.len() + ENTRY_OVERHEAD_BYTES) as u64;
+            if weight > max {
+                let limit = max.saturating_sub((key.len() + ENTRY_OVERHEAD_BYTES) as u64);
+                return Err(Error::value_too_large(
+                    key,
+                    value.len(),
+                    usize::try_from(limit).unwrap_or(usize::MAX),
+                ));
+            }
+        }
+        Ok(())
     }
 
-    fn write_gate(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
-        self.batch_gate
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// The gate batches read under. It is async-aware: a batch waiting for it parks its task,
+    /// never the worker thread.
+    async fn read_gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.batch_gate.read().await
+    }
+
+    /// The gate batches write under; see [`MemoryBackend::read_gate`].
+    async fn write_gate(&self) -> RwLockWriteGuard<'_, ()> {
+        self.batch_gate.write().await
     }
 }
 
@@ -242,12 +282,20 @@ impl Backend for MemoryBackend {
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        let _gate = self.read_gate();
+        let _gate = self.read_gate().await;
         let now = Instant::now();
-        Ok(keys
-            .iter()
-            .map(|key| self.live(key, now).map(|entry| entry.value))
-            .collect())
+        let mut values = Vec::with_capacity(keys.len());
+        for (i, chunk) in keys.chunks(BATCH_CHUNK).enumerate() {
+            if i > 0 {
+                tokio::task::yield_now().await;
+            }
+            values.extend(
+                chunk
+                    .iter()
+                    .map(|key| self.live(key, now).map(|entry| entry.value)),
+            );
+        }
+        Ok(values)
     }
 
     async fn set(
@@ -258,6 +306,7 @@ impl Backend for MemoryBackend {
         condition: Condition,
     ) -> Result<bool> {
         self.check_key(key)?;
+        self.check_value(key, &value)?;
         let now = Instant::now();
         if condition == Condition::Always {
             self.put(key.to_owned(), value, ttl, now);
@@ -282,13 +331,18 @@ impl Backend for MemoryBackend {
 
     async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
         // Check every key first: a refused key must not leave half a batch behind.
-        for (key, _) in &entries {
+        for (key, value) in &entries {
             self.check_key(key)?;
+            self.check_value(key, value)?;
         }
-        let _gate = self.write_gate();
+        let _gate = self.write_gate().await;
         let now = Instant::now();
-        for (key, value) in entries {
-            self.put(key, value, ttl, now);
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            for (key, value) in entries.by_ref().take(BATCH_CHUNK) {
+                self.put(key, value, ttl, now);
+            }
+            tokio::task::yield_now().await;
         }
         Ok(())
     }
@@ -298,10 +352,10 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        let _gate = self.write_gate();
+        let _gate = self.write_gate().await;
         let now = Instant::now();
-        // A duplicate finds its key already removed, so it is counted once.
-        Ok(keys.iter().filter(|key| self.remove_live(key, now)).count() as u64)
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Ok(self.remove_all_live(&keys, now).await)
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {
@@ -340,7 +394,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
-        let _gate = self.write_gate();
+        let _gate = self.write_gate().await;
         let now = Instant::now();
         let doomed: Vec<_> = self
             .entries
@@ -348,9 +402,7 @@ impl Backend for MemoryBackend {
             .filter(|(key, _)| key.starts_with(prefix))
             .map(|(key, _)| key)
             .collect();
-        Ok(doomed
-            .iter()
-            .filter(|key| self.remove_live(key, now))
-            .count() as u64)
+        let doomed: Vec<&str> = doomed.iter().map(|key| key.as_str()).collect();
+        Ok(self.remove_all_live(&doomed, now).await)
     }
 }
