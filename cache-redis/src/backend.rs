@@ -536,18 +536,23 @@ impl Backend for RedisBackend {
         if entries.is_empty() {
             return Ok(());
         }
-        if ttl == Some(Duration::ZERO) {
-            let keys: HashSet<&[u8]> = entries.iter().map(|(key, _)| key.as_bytes()).collect();
-            let keys: Vec<&[u8]> = keys.into_iter().collect();
-            self.unlink(OPERATION, &keys).await?;
-            return Ok(());
-        }
         let names: Vec<&[u8]> = entries.iter().map(|(key, _)| key.as_bytes()).collect();
         let (_, replies) = self
             .send_keyed(OPERATION, &names, true, |slots| {
                 let mut pipeline = Pipeline::new();
                 for positions in slots {
-                    if ttl.is_none() {
+                    if ttl == Some(Duration::ZERO) {
+                        // Already expired: the keys go, in one transaction per slot however
+                        // many `UNLINK`s it takes, so that no reader sees a batch half removed.
+                        pipeline.cmd("MULTI");
+                        for chunk in positions.chunks(MAX_KEYS_PER_UNLINK) {
+                            let command = pipeline.cmd("UNLINK");
+                            for &position in chunk {
+                                command.arg(entries[position].0.as_bytes());
+                            }
+                        }
+                        pipeline.cmd("EXEC");
+                    } else if ttl.is_none() {
                         // MSET is atomic by itself and, like SET, drops any old TTL.
                         let command = pipeline.cmd("MSET");
                         for &position in positions {
