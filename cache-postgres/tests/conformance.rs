@@ -2,4 +2,4 @@
 
 mod common;
 
-cache_core::conformance_tests!(common::conformance_backend());
+cache_core::conformance_tests!(handles = common::conformance_backend());

@@ -26,4 +26,4 @@ async fn store() -> Arc<dyn Backend> {
     }
 }
 
-cache_core::conformance_tests!(store());
+cache_core::conformance_tests!(handles = store());

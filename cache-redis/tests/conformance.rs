@@ -15,4 +15,4 @@ async fn store() -> Arc<dyn Backend> {
     }
 }
 
-cache_core::conformance_tests!(store());
+cache_core::conformance_tests!(handles = store());

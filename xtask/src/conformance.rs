@@ -3,8 +3,11 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
-use cache_core::conformance::{CaseReport, run_conformance};
+use cache_core::conformance::{CaseReport, RunOptions, Verdict, run_conformance};
+use cache_core::{Backend, Bytes, Condition};
 
 use crate::services::redact;
 
@@ -12,9 +15,10 @@ use crate::services::redact;
 /// the suite's TTL cases spend most of their time waiting.
 pub const DEFAULT_PARALLELISM: usize = 16;
 
-/// Opens the store, runs every case, prints a line per case and a total; fails when any case
-/// fails.
-pub fn run(url: &str, parallelism: usize) -> Result<()> {
+/// Opens the store (twice, when a second handle sees the first one's writes), runs every case,
+/// prints a line per case and a total; fails when any case fails. The exclusive cases run only
+/// when `exclusive` says the store is this run's alone.
+pub fn run(url: &str, parallelism: usize, exclusive: bool) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,11 +32,20 @@ pub fn run(url: &str, parallelism: usize) -> Result<()> {
             "xtask: running the conformance suite against {} ({parallelism} cases at a time)",
             redact(url)
         );
-        let reports = run_conformance(backend.clone(), parallelism).await;
-        backend
-            .close()
-            .await
-            .with_context(|| format!("closing {}", redact(url)))?;
+        let mut options = RunOptions::new(backend.clone())
+            .parallelism(parallelism)
+            .exclusive(exclusive);
+        let peer = second_handle(url, &backend).await?;
+        if let Some(peer) = &peer {
+            options = options.peer(Arc::clone(peer));
+        }
+        let reports = run_conformance(options).await;
+        for handle in std::iter::once(&backend).chain(&peer) {
+            handle
+                .close()
+                .await
+                .with_context(|| format!("closing {}", redact(url)))?;
+        }
         anyhow::Ok(reports)
     })?;
     let failed = write_reports(&mut std::io::stdout().lock(), &reports, started.elapsed());
@@ -49,8 +62,46 @@ pub fn run(url: &str, parallelism: usize) -> Result<()> {
     Ok(())
 }
 
-/// Prints `PASS`/`FAIL`, the case and its time per case, then `N passed, M failed`; returns
-/// how many failed.
+/// Opens `url` again and keeps the handle if it reads what `backend` wrote: a server or a file
+/// (an in-process store opened twice is two stores, so its cases read on the one handle).
+async fn second_handle(url: &str, backend: &Arc<dyn Backend>) -> Result<Option<Arc<dyn Backend>>> {
+    let other = cachette::open(url)
+        .await
+        .with_context(|| format!("opening {} a second time", redact(url)))?;
+    let probe: String = format!(
+        "cachette-conformance-probe:{}",
+        std::iter::repeat_with(fastrand::alphanumeric)
+            .take(12)
+            .collect::<String>()
+    );
+    backend
+        .set(
+            &probe,
+            Bytes::from_static(b"probe"),
+            Some(Duration::from_secs(60)),
+            Condition::Always,
+        )
+        .await
+        .context("writing the probe key")?;
+    let shared = other
+        .get(&probe)
+        .await
+        .context("reading the probe key")?
+        .is_some();
+    backend
+        .delete(&probe)
+        .await
+        .context("removing the probe key")?;
+    if shared {
+        Ok(Some(other))
+    } else {
+        other.close().await.context("closing the second handle")?;
+        Ok(None)
+    }
+}
+
+/// Prints `PASS`/`FAIL`/`SKIP`, the case and its time per case, then `N passed, M failed, K
+/// skipped`; returns how many failed.
 fn write_reports(out: &mut impl Write, reports: &[CaseReport], total: Duration) -> usize {
     let width = reports
         .iter()
@@ -58,10 +109,10 @@ fn write_reports(out: &mut impl Write, reports: &[CaseReport], total: Duration) 
         .max()
         .unwrap_or(0);
     for report in reports {
-        let verdict = if report.failure.is_some() {
-            "FAIL"
-        } else {
-            "PASS"
+        let verdict = match report.verdict {
+            Verdict::Passed => "PASS",
+            Verdict::Failed(_) => "FAIL",
+            Verdict::NotRun(_) => "SKIP",
         };
         let _ = writeln!(
             out,
@@ -69,22 +120,30 @@ fn write_reports(out: &mut impl Write, reports: &[CaseReport], total: Duration) 
             report.case,
             report.elapsed.as_secs_f64() * 1e3
         );
-        if let Some(failure) = &report.failure {
-            for line in failure.lines() {
-                let _ = writeln!(out, "      {line}");
-            }
+        let why = match &report.verdict {
+            Verdict::Passed => "",
+            Verdict::Failed(why) => why.as_str(),
+            Verdict::NotRun(why) => why,
+        };
+        for line in why.lines() {
+            let _ = writeln!(out, "      {line}");
         }
     }
-    let failed = reports
-        .iter()
-        .filter(|report| report.failure.is_some())
-        .count();
+    let count = |wanted: fn(&Verdict) -> bool| {
+        reports
+            .iter()
+            .filter(|report| wanted(&report.verdict))
+            .count()
+    };
+    let failed = count(|verdict| matches!(verdict, Verdict::Failed(_)));
+    let skipped = count(|verdict| matches!(verdict, Verdict::NotRun(_)));
     let _ = writeln!(
         out,
         "conformance suite finished in {:.1} s",
         total.as_secs_f64()
     );
-    let _ = writeln!(out, "{} passed, {failed} failed", reports.len() - failed);
+    let passed = reports.len() - failed - skipped;
+    let _ = writeln!(out, "{passed} passed, {failed} failed, {skipped} skipped");
     failed
 }
 
@@ -96,7 +155,7 @@ mod tests {
     fn prints_a_line_per_case_failures_indented_and_the_total() {
         let report = |case: &str, failure: Option<&str>| CaseReport {
             case: case.into(),
-            failure: failure.map(Into::into),
+            verdict: failure.map_or(Verdict::Passed, |why| Verdict::Failed(why.into())),
             elapsed: Duration::from_millis(12),
         };
         let mut out = Vec::new();
@@ -105,6 +164,11 @@ mod tests {
             &[
                 report("roundtrip::empty_value", None),
                 report("ttl::zero_deletes", Some("expected None\ngot Some")),
+                CaseReport {
+                    case: "whole_store::clear".into(),
+                    verdict: Verdict::NotRun("needs a store of its own"),
+                    elapsed: Duration::ZERO,
+                },
             ],
             Duration::from_secs(1),
         );
@@ -119,12 +183,16 @@ mod tests {
             text.contains("      expected None\n      got Some\n"),
             "{text}"
         );
-        assert!(text.ends_with("\n1 passed, 1 failed\n"), "{text}");
+        assert!(text.contains("SKIP  whole_store::clear"), "{text}");
+        assert!(
+            text.ends_with("\n1 passed, 1 failed, 1 skipped\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn an_unknown_scheme_is_an_error_not_a_pass() {
-        let error = run("nope://x", 1).unwrap_err();
+        let error = run("nope://x", 1, false).unwrap_err();
         assert!(format!("{error:#}").contains("nope"), "{error:#}");
     }
 }

@@ -48,10 +48,11 @@ USAGE:
         down:   stop them and remove their directories
         status: say whether each answers; fails unless all do
 
-    cargo xtask conformance URL [--parallel N]
+    cargo xtask conformance URL [--parallel N] [--exclusive]
         Run the conformance suite against the store URL names (memory://, sqlite://...,
         redis://..., redis+cluster://..., postgres://...) and print PASS/FAIL per case.
-        N cases run at once (default 16).
+        N cases run at once (default 16). --exclusive says the store is the run's alone:
+        the cases that clear it whole then run too (without it they are listed as SKIP).
 
     cargo xtask bench [--quick] [--only STORES]
         Every store through Cache<V> next to its raw driver and the peer libraries, in one
@@ -116,16 +117,17 @@ fn dispatch(args: &[&str]) -> Result<()> {
         ["services", "status"] => services::status(),
         ["services", ..] => Err(usage("`services` takes one of: up, down, status")),
         ["conformance", rest @ ..] => {
-            let (url, parallelism) = parse_conformance(rest)?;
-            conformance::run(url, parallelism)
+            let (url, parallelism, exclusive) = parse_conformance(rest)?;
+            conformance::run(url, parallelism, exclusive)
         }
         [other, ..] => Err(usage(format!("unknown command {other:?}"))),
     }
 }
 
-/// `URL [--parallel N]`, in either order.
-fn parse_conformance<'a>(args: &[&'a str]) -> Result<(&'a str, usize)> {
+/// `URL [--parallel N] [--exclusive]`, in any order.
+fn parse_conformance<'a>(args: &[&'a str]) -> Result<(&'a str, usize, bool)> {
     let mut url = None;
+    let mut exclusive = false;
     let mut parallelism = conformance::DEFAULT_PARALLELISM;
     let mut args = args.iter();
     while let Some(&arg) = args.next() {
@@ -141,13 +143,14 @@ fn parse_conformance<'a>(args: &[&'a str]) -> Result<(&'a str, usize)> {
                     ))),
                 };
             }
+            "--exclusive" => exclusive = true,
             flag if flag.starts_with('-') => bail!(usage(format!("unknown option {flag:?}"))),
             _ if url.is_some() => bail!(usage("`conformance` takes one URL")),
             _ => url = Some(arg),
         }
     }
     let url = url.ok_or_else(|| usage("`conformance` needs a store URL, e.g. memory://"))?;
-    Ok((url, parallelism))
+    Ok((url, parallelism, exclusive))
 }
 
 /// The workspace root: xtask lives one level below it.
@@ -164,11 +167,12 @@ mod tests {
     fn parses_conformance_arguments() {
         assert_eq!(
             parse_conformance(&["memory://"]).unwrap(),
-            ("memory://", conformance::DEFAULT_PARALLELISM)
+            ("memory://", conformance::DEFAULT_PARALLELISM, false)
         );
         assert_eq!(
-            parse_conformance(&["--parallel", "4", "redis://127.0.0.1:7000"]).unwrap(),
-            ("redis://127.0.0.1:7000", 4)
+            parse_conformance(&["--parallel", "4", "redis://127.0.0.1:7000", "--exclusive"])
+                .unwrap(),
+            ("redis://127.0.0.1:7000", 4, true)
         );
         for bad in [
             &[][..],
