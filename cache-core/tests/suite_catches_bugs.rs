@@ -95,6 +95,9 @@ enum Bug {
     ChunkedSetManyNotAtomic,
     /// `set_many` with `Duration::ZERO` removes the keys in separate chunks of 10,000.
     ChunkedZeroTtlNotAtomic,
+    /// A blocking lock around each batch, held while the batch works (a `std::sync::Mutex`
+    /// in an `async fn`): a second batch parks its worker thread on it.
+    BlockingBatchLock,
     /// `get_many` reads chunks of 999 keys one after another, without a snapshot.
     ChunkedGetManyNotSnapshot,
     /// `get_many` loops `0..len / 999` chunks and drops the remainder.
@@ -265,6 +268,7 @@ struct Planted {
     value_limit: Option<usize>,
     epoch: Instant,
     entries: Mutex<BTreeMap<String, Entry>>,
+    batch_lock: Mutex<()>,
 }
 
 impl Planted {
@@ -275,11 +279,20 @@ impl Planted {
             value_limit: limits_values.then_some(VALUE_LIMIT),
             epoch: Instant::now(),
             entries: Mutex::new(BTreeMap::new()),
+            batch_lock: Mutex::new(()),
         }
     }
 
     fn has(&self, bug: Bug) -> bool {
         self.bug == Some(bug)
+    }
+
+    fn blocking_batch(&self) -> Option<MutexGuard<'_, ()>> {
+        self.has(Bug::BlockingBatchLock).then(|| {
+            self.batch_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -518,6 +531,8 @@ impl Backend for Planted {
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        // Waits, with its worker thread, for any batch holding the blocking lock.
+        drop(self.blocking_batch());
         if self.has(Bug::JoinsBatchKeysWithComma) {
             let joined = keys.join(",");
             let entries = self.lock();
@@ -648,6 +663,10 @@ impl Backend for Planted {
     }
 
     async fn set_many(&self, items: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        if let Some(_blocking) = self.blocking_batch() {
+            // The batch's own work, done while holding the lock: a millisecond per 100 keys.
+            std::thread::sleep(Duration::from_millis((items.len() / 100) as u64));
+        }
         let mut items: Vec<(String, Bytes)> = items;
         if self.has(Bug::PartialBatchOnInvalidKey) {
             for (key, value) in items {
@@ -972,6 +991,7 @@ bug_tests! {
     torn_batches: NonAtomicSetMany => set_many_is_atomic_for_readers;
     torn_big_batches: ChunkedSetManyNotAtomic => set_many_of_20000_keys_is_atomic_for_a_reader_on_another_handle;
     torn_big_removals: ChunkedZeroTtlNotAtomic => set_many_of_20000_keys_is_atomic_for_a_reader_on_another_handle;
+    runtime_stalled_by_a_batch: BlockingBatchLock => big_batches_never_stall_the_runtime;
     torn_big_reads: ChunkedGetManyNotSnapshot => set_many_of_20000_keys_is_atomic_for_a_reader_on_another_handle;
     last_chunk_dropped: GetManyDropsLastChunk => get_many_of_20000_keys;
     missing_keys_compacted: GetManyCompactsMissing => get_many_omits_missing_keys;

@@ -97,3 +97,64 @@ pub async fn set_many_of_20000_keys_is_atomic_for_a_reader_on_another_handle(
     }
     Ok(())
 }
+
+/// A batch of 100,000 keys, then clearing them, never blocks the runtime: beside them on the
+/// suite's two-worker runtime, small `get_many` calls keep being made and a 5 ms timer never
+/// fires more than half a second late. (A store that takes a blocking lock around a batch stalls
+/// both workers: the one running the batch, and the one whose small call waits on the lock.)
+pub async fn big_batches_never_stall_the_runtime(ctx: Ctx) -> Result<()> {
+    const KEYS: usize = 100_000;
+    const MOST_LATE: Duration = Duration::from_millis(500);
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let (mut latest, mut ticks) = (Duration::ZERO, 0);
+            while !done.load(Ordering::Acquire) || ticks == 0 {
+                ticks += 1;
+                let asked = std::time::Instant::now();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                latest = latest.max(asked.elapsed().saturating_sub(Duration::from_millis(5)));
+            }
+            latest
+        })
+    };
+    let (started, running) = tokio::sync::oneshot::channel();
+    let small = {
+        let (backend, done) = (Arc::clone(ctx.backend()), Arc::clone(&done));
+        let keys = vec![ctx.key("small:a"), ctx.key("small:b"), ctx.key("small:c")];
+        tokio::spawn(async move {
+            let mut started = Some(started);
+            let mut calls = 0_u64;
+            while !done.load(Ordering::Acquire) || calls == 0 {
+                backend.get_many(&keys).await?;
+                calls += 1;
+                if let Some(started) = started.take() {
+                    let _ = started.send(());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Result::Ok(calls)
+        })
+    };
+    // Start the batch only once the small calls run on a worker of their own.
+    let _ = running.await;
+    let entries = (0..KEYS)
+        .map(|i| (ctx.key(&format!("many:{i}")), Bytes::from_static(b"v")))
+        .collect();
+    ctx.backend().set_many(entries, Some(LONG_TTL)).await?;
+    assert_eq!(
+        ctx.backend().clear_prefix(&ctx.key("many:")).await?,
+        KEYS as u64
+    );
+    done.store(true, Ordering::Release);
+    let join = |error| Error::backend("conformance", "join", None, error);
+    let late = ticker.await.map_err(join)?;
+    let calls = small.await.map_err(join)??;
+    assert!(calls > 0);
+    assert!(
+        late <= MOST_LATE,
+        "a 5 ms timer fired {late:?} late while a batch of {KEYS} keys was written and cleared"
+    );
+    Ok(())
+}

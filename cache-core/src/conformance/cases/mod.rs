@@ -65,6 +65,7 @@ macro_rules! __conformance_case_list {
             (batches::delete_many_of_zero_keys_is_zero)
             (batches::contains_reports_presence)
             (atomicity::set_many_of_20000_keys_is_atomic_for_a_reader_on_another_handle)
+            (atomicity::big_batches_never_stall_the_runtime)
             (ttl::ttl_of_missing_key_is_none)
             (ttl::ttl_of_key_without_expiry_is_eternal)
             (ttl::ttl_reports_remaining_time_in_milliseconds)
