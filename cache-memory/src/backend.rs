@@ -406,3 +406,34 @@ impl Backend for MemoryBackend {
         Ok(self.remove_all_live(&doomed, now).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sub-millisecond TTLs cannot be told apart black-box, so the conversion is checked here:
+    /// the deadline is `now + ttl_millis(ttl)`, and a huge TTL clamps instead of overflowing.
+    #[test]
+    fn deadlines_are_the_ttl_in_rounded_up_milliseconds() {
+        let now = Instant::now();
+        for ttl in [
+            Duration::from_nanos(1),
+            Duration::from_micros(300),
+            Duration::from_micros(1_001),
+            Duration::from_millis(1_500),
+        ] {
+            let entry = Entry::new(Bytes::new(), Some(ttl), now);
+            assert_eq!(
+                entry.expires_at,
+                Some(now + Duration::from_millis(ttl_millis(ttl))),
+                "{ttl:?}"
+            );
+        }
+        let huge = Entry::new(Bytes::new(), Some(Duration::MAX), now);
+        assert!(
+            huge.expires_at
+                .is_some_and(|at| at > now + MOKA_MAX_TTL / 2)
+        );
+        assert_eq!(Entry::new(Bytes::new(), None, now).expires_at, None);
+    }
+}

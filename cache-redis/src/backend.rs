@@ -691,6 +691,42 @@ impl Backend for RedisBackend {
 mod tests {
     use super::*;
 
+    /// Sub-millisecond TTLs cannot be told apart over the network, so the conversion is checked
+    /// here: `PX` carries `ttl_millis` (partial milliseconds up, huge TTLs clamped), and no TTL
+    /// means no `PX`.
+    #[test]
+    fn set_commands_carry_the_ttl_in_rounded_up_milliseconds() {
+        let args = |ttl| -> Vec<Vec<u8>> {
+            set_command(b"k", b"v", ttl)
+                .args_iter()
+                .map(|arg| match arg {
+                    redis::Arg::Simple(bytes) => bytes.to_vec(),
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        let px = |millis: u64| {
+            vec![
+                b"SET".to_vec(),
+                b"k".to_vec(),
+                b"v".to_vec(),
+                b"PX".to_vec(),
+                millis.to_string().into_bytes(),
+            ]
+        };
+        for ttl in [
+            Duration::from_nanos(1),
+            Duration::from_micros(300),
+            Duration::from_micros(1_001),
+            Duration::from_millis(1_500),
+            Duration::MAX,
+        ] {
+            assert_eq!(args(Some(ttl)), px(ttl_millis(ttl)), "{ttl:?}");
+        }
+        assert_eq!(ttl_millis(Duration::from_micros(300)), 1);
+        assert_eq!(args(None).len(), 3);
+    }
+
     #[test]
     fn glob_characters_of_a_prefix_are_escaped() {
         assert_eq!(prefix_pattern("app:"), b"app:*");

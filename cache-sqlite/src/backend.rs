@@ -411,6 +411,25 @@ mod tests {
     use cache_core::Error;
     use rusqlite::limits::Limit;
 
+    /// Sub-millisecond TTLs cannot be told apart black-box, so the conversion is checked here:
+    /// the stored deadline is `now + ttl_millis(ttl)`, zero means gone, huge TTLs clamp.
+    #[test]
+    fn expiry_is_the_ttl_in_rounded_up_milliseconds() {
+        let now = 1_700_000_000_000_i64;
+        for ttl in [
+            Duration::from_nanos(1),
+            Duration::from_micros(300),
+            Duration::from_micros(1_001),
+            Duration::from_millis(1_500),
+            Duration::MAX,
+        ] {
+            let expected = now + i64::try_from(ttl_millis(ttl)).unwrap();
+            assert_eq!(Expiry::of(Some(ttl)).at(now), Some(expected), "{ttl:?}");
+        }
+        assert!(matches!(Expiry::of(Some(Duration::ZERO)), Expiry::Gone));
+        assert!(matches!(Expiry::of(None), Expiry::Never));
+    }
+
     /// Far below SQLite's own limit of a billion bytes, which a test cannot afford to reach.
     const LIMIT: usize = 1_000;
 
