@@ -100,8 +100,10 @@ pub async fn set_many_of_20000_keys_is_atomic_for_a_reader_on_another_handle(
 
 /// A batch of 100,000 keys, then clearing them, never blocks the runtime: beside them on the
 /// suite's two-worker runtime, small `get_many` calls keep being made and a 5 ms timer never
-/// fires more than half a second late. (A store that takes a blocking lock around a batch stalls
-/// both workers: the one running the batch, and the one whose small call waits on the lock.)
+/// fires late by more than half a second or half the batch's time, whichever is more. (A store
+/// that takes a blocking lock around a batch stalls both workers, the one running the batch and
+/// the one whose small call waits on the lock, for about the whole batch; a busy machine only
+/// slows the runtime down.)
 pub async fn big_batches_never_stall_the_runtime(ctx: Ctx) -> Result<()> {
     const KEYS: usize = 100_000;
     const MOST_LATE: Duration = Duration::from_millis(500);
@@ -142,19 +144,22 @@ pub async fn big_batches_never_stall_the_runtime(ctx: Ctx) -> Result<()> {
     let entries = (0..KEYS)
         .map(|i| (ctx.key(&format!("many:{i}")), Bytes::from_static(b"v")))
         .collect();
+    let batch_started = std::time::Instant::now();
     ctx.backend().set_many(entries, Some(LONG_TTL)).await?;
     assert_eq!(
         ctx.backend().clear_prefix(&ctx.key("many:")).await?,
         KEYS as u64
     );
+    let batch_took = batch_started.elapsed();
     done.store(true, Ordering::Release);
     let join = |error| Error::backend("conformance", "join", None, error);
     let late = ticker.await.map_err(join)?;
     let calls = small.await.map_err(join)??;
     assert!(calls > 0);
     assert!(
-        late <= MOST_LATE,
-        "a 5 ms timer fired {late:?} late while a batch of {KEYS} keys was written and cleared"
+        late <= MOST_LATE.max(batch_took / 2),
+        "a 5 ms timer fired {late:?} late while a batch of {KEYS} keys was written and cleared \
+         in {batch_took:?}"
     );
     Ok(())
 }

@@ -56,10 +56,12 @@ pub async fn set_many_with_a_ttl_replaces_no_expiry(ctx: Ctx) -> Result<()> {
         .set_many(vec![(key.clone(), bytes("new"))], Some(SHORT_TTL))
         .await?;
     let written = Instant::now();
-    assert!(matches!(
-        ctx.backend().ttl(&key).await?,
-        Some(Ttl::Remaining(_))
-    ));
+    match ctx.backend().ttl(&key).await? {
+        Some(Ttl::Remaining(left)) => assert!(left <= SHORT_TTL, "{left:?}"),
+        // Only a machine slow enough for the TTL to pass meanwhile may see it gone already.
+        None => assert!(written.elapsed() + super::EXPIRY_SLACK >= SHORT_TTL),
+        Some(Ttl::Eternal) => panic!("set_many({SHORT_TTL:?}) left the key eternal"),
+    }
     sleep_past_expiry(written, SHORT_TTL).await;
     assert_eq!(ctx.backend().get(&key).await?, None);
     Ok(())
