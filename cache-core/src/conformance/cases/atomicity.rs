@@ -14,9 +14,9 @@ use crate::{Backend, Error, Result};
 /// parameters, Redis's 10,000 keys per `UNLINK`, a driver's page).
 const KEYS: usize = 20_000;
 
-/// Reads `names` on `peer` until `done`, panicking at the first answer that mixes two states;
-/// returns how many reads it made.
-async fn read_whole_batches(
+/// Reads `names` on `peer` until `done` (at least once), panicking at the first answer that
+/// mixes two states; returns how many reads it made.
+pub(crate) async fn read_whole_batches(
     peer: Arc<dyn Backend>,
     names: Vec<String>,
     done: Arc<AtomicBool>,
@@ -89,13 +89,18 @@ pub async fn set_many_of_20000_keys_is_atomic_for_a_reader_on_another_handle(
     }
     done.store(true, Ordering::Release);
     for reader in readers {
-        match reader.await {
-            Ok(reads) => assert!(reads? > 0),
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(error) => return Err(Error::backend("conformance", "join", None, error)),
-        }
+        joined(reader).await?;
     }
     Ok(())
+}
+
+/// What a reader task returned, with its panic (a failed assertion) passed on as it was.
+pub(crate) async fn joined<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match task.await {
+        Ok(outcome) => outcome,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(Error::backend("conformance", "join", None, error)),
+    }
 }
 
 /// A batch of 100,000 keys, then clearing them, never blocks the runtime: beside them on the

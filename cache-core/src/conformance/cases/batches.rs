@@ -116,23 +116,11 @@ pub async fn set_many_is_atomic_for_readers(ctx: Ctx) -> Result<()> {
         .map(|i| ctx.key(&format!("{{atomic}}:{i}")))
         .collect();
     let done = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (backend, names, done) = (Arc::clone(ctx.backend()), names.clone(), Arc::clone(&done));
-        tokio::spawn(async move {
-            let mut reads = 0;
-            while !done.load(Ordering::Acquire) || reads == 0 {
-                let values = backend.get_many(&names).await?;
-                let first = values[0].clone();
-                assert!(
-                    values.iter().all(|value| *value == first),
-                    "get_many saw a partly written batch"
-                );
-                reads += 1;
-                tokio::task::yield_now().await;
-            }
-            crate::Result::Ok(reads)
-        })
-    };
+    let reader = tokio::spawn(super::atomicity::read_whole_batches(
+        Arc::clone(ctx.peer()),
+        names.clone(),
+        Arc::clone(&done),
+    ));
     for round in 0..ROUNDS {
         let value = Bytes::from(format!("round {round}"));
         let entries = names
@@ -143,11 +131,7 @@ pub async fn set_many_is_atomic_for_readers(ctx: Ctx) -> Result<()> {
         tokio::task::yield_now().await;
     }
     done.store(true, Ordering::Release);
-    let reads = reader
-        .await
-        .map_err(|e| crate::Error::backend("conformance", "join", None, e))??;
-    assert!(reads > 0);
-    Ok(())
+    super::atomicity::joined(reader).await.map(drop)
 }
 
 /// Every key of a `set_many` with a TTL gets that TTL.

@@ -103,18 +103,24 @@ pub async fn if_not_exists_with_zero_ttl_leaves_nothing(ctx: Ctx) -> Result<()> 
     Ok(())
 }
 
-/// An if-not-exists write of a present key with `Duration::ZERO` writes nothing, removes
-/// nothing and reports `false`.
-pub async fn if_not_exists_with_zero_ttl_spares_a_present_key(ctx: Ctx) -> Result<()> {
-    let key = ctx.key("k");
+/// Writes `first` under `key` with a 10 s TTL: a present key with a TTL to keep.
+async fn write_first_for_ten_seconds(ctx: &Ctx, key: &str) -> Result<()> {
     ctx.backend()
         .set(
-            &key,
+            key,
             bytes("first"),
             Some(Duration::from_secs(10)),
             Condition::Always,
         )
-        .await?;
+        .await
+        .map(drop)
+}
+
+/// An if-not-exists write of a present key with `Duration::ZERO` writes nothing, removes
+/// nothing and reports `false`.
+pub async fn if_not_exists_with_zero_ttl_spares_a_present_key(ctx: Ctx) -> Result<()> {
+    let key = ctx.key("k");
+    write_first_for_ten_seconds(&ctx, &key).await?;
     assert!(
         !ctx.backend()
             .set(
@@ -135,14 +141,7 @@ pub async fn if_not_exists_with_zero_ttl_spares_a_present_key(ctx: Ctx) -> Resul
 /// it asks for.
 pub async fn if_not_exists_keeps_the_ttl_of_a_present_key(ctx: Ctx) -> Result<()> {
     let key = ctx.key("k");
-    ctx.backend()
-        .set(
-            &key,
-            bytes("first"),
-            Some(Duration::from_secs(10)),
-            Condition::Always,
-        )
-        .await?;
+    write_first_for_ten_seconds(&ctx, &key).await?;
     for ttl in [None, Some(LONG_TTL), Some(Duration::from_millis(50))] {
         assert!(
             !ctx.backend()

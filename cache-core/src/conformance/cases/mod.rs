@@ -229,6 +229,27 @@ pub fn remaining(ttl: Option<crate::Ttl>) -> Duration {
     }
 }
 
+/// Checks that a write begun at `before` gave `key` a TTL of at most `ttl`: some time left, or,
+/// once `ttl` has passed since the call began, gone already (the TTL starts within the call, and a
+/// slow commit can take most of it). Never eternal.
+pub async fn has_a_short_ttl(
+    ctx: &super::Ctx,
+    key: &str,
+    before: Instant,
+    ttl: Duration,
+) -> crate::Result<()> {
+    match ctx.backend().ttl(key).await? {
+        Some(crate::Ttl::Remaining(left)) => assert!(left <= ttl, "{left:?} left of {ttl:?}"),
+        None => assert!(
+            before.elapsed() + EXPIRY_SLACK >= ttl,
+            "a key written {:?} ago with a {ttl:?} TTL is gone",
+            before.elapsed()
+        ),
+        Some(crate::Ttl::Eternal) => panic!("a write with a {ttl:?} TTL left the key eternal"),
+    }
+    Ok(())
+}
+
 /// Checks the expiry of a key with a huge TTL (`Duration::MAX` or 100 years): present, and
 /// either eternal or with more than `at_least` left.
 pub async fn has_a_huge_ttl(ctx: &super::Ctx, key: &str, at_least: Duration) -> crate::Result<()> {

@@ -46,12 +46,7 @@ pub async fn near_miss_keys_are_distinct(ctx: Ctx) -> Result<()> {
 /// spares the others.
 pub async fn near_miss_keys_are_distinct_in_batches(ctx: Ctx) -> Result<()> {
     let keys: Vec<String> = NEAR_MISSES.iter().map(|name| ctx.key(name)).collect();
-    let entries = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| (key.clone(), Bytes::from(i.to_string())))
-        .collect();
-    ctx.backend().set_many(entries, None).await?;
+    ctx.backend().set_many(numbered(&keys), None).await?;
     for (i, key) in keys.iter().enumerate() {
         assert_eq!(
             ctx.backend().get(key).await?,
@@ -66,6 +61,14 @@ pub async fn near_miss_keys_are_distinct_in_batches(ctx: Ctx) -> Result<()> {
         assert_eq!(*value, Some(Bytes::from(i.to_string())), "{:?}", keys[i]);
     }
     Ok(())
+}
+
+/// Each key with its position as its value.
+fn numbered(keys: &[String]) -> Vec<(String, Bytes)> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| (key.clone(), Bytes::from(i.to_string())))
+        .collect()
 }
 
 async fn check_all_distinct(ctx: &Ctx, keys: &[String]) -> Result<()> {
@@ -113,12 +116,7 @@ pub async fn control_characters_in_batch_keys(ctx: Ctx) -> Result<()> {
         .map(String::from),
     );
     let keys: Vec<String> = names.iter().map(|name| ctx.key(name)).collect();
-    let entries = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| (key.clone(), Bytes::from(i.to_string())))
-        .collect();
-    ctx.backend().set_many(entries, None).await?;
+    ctx.backend().set_many(numbered(&keys), None).await?;
     check_all_distinct(&ctx, &keys).await
 }
 

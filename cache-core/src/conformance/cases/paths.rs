@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{LONG_TTL, SHORT_TTL, YEAR, bytes, expires_on_time, has_a_huge_ttl, sleep_past_expiry};
+use super::{
+    LONG_TTL, SHORT_TTL, YEAR, bytes, expires_on_time, has_a_huge_ttl, has_a_short_ttl,
+    sleep_past_expiry,
+};
 use crate::conformance::Ctx;
 use crate::{Condition, Result, Ttl};
 
@@ -57,13 +60,7 @@ pub async fn set_many_with_a_ttl_replaces_no_expiry(ctx: Ctx) -> Result<()> {
         .set_many(vec![(key.clone(), bytes("new"))], Some(SHORT_TTL))
         .await?;
     let written = Instant::now();
-    match ctx.backend().ttl(&key).await? {
-        Some(Ttl::Remaining(left)) => assert!(left <= SHORT_TTL, "{left:?}"),
-        // The TTL starts within the call, so only once it has passed since the call began may
-        // the key be gone (a slow commit can take most of it).
-        None => assert!(before.elapsed() + super::EXPIRY_SLACK >= SHORT_TTL),
-        Some(Ttl::Eternal) => panic!("set_many({SHORT_TTL:?}) left the key eternal"),
-    }
+    has_a_short_ttl(&ctx, &key, before, SHORT_TTL).await?;
     sleep_past_expiry(written, SHORT_TTL).await;
     assert_eq!(ctx.backend().get(&key).await?, None);
     Ok(())
