@@ -10,8 +10,33 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::single_flight::{Flights, Role};
+use crate::single_flight::{self, Flights, Role};
 use crate::{Backend, BoxError, Cbor, Condition, Error, Result, Serializer, SetOptions, Ttl};
+
+tokio::task_local! {
+    /// The keys the current task is loading, each with the cache it loads for: a loader that
+    /// asks for one of them again would wait for itself.
+    static LOADING: Vec<(usize, String)>;
+}
+
+/// What batch reads and loading verbs do with stored bytes that do not decode as `V` (another
+/// schema, an older version of `V`, another writer). `get` always answers [`Error::Decode`]
+/// naming the key; every entry treated as a miss is reported as a `tracing` warning (target
+/// `cachette`, with the key and the serializer's error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DecodePolicy {
+    /// `get_many` fails with [`Error::Decode`]; the loading verbs
+    /// ([`Cache::get_or_insert_with`]) load the value again and overwrite the entry. The
+    /// default: after a change of `V` the read-through path heals itself, and a batch never
+    /// hides an entry without saying so.
+    #[default]
+    ReloadWhenLoading,
+    /// Every read fails with [`Error::Decode`]; the loading verbs leave the entry alone.
+    Fail,
+    /// `get_many` leaves such entries out, as if absent; the loading verbs reload them.
+    Miss,
+}
 
 /// A typed cache of `V` values over any [`Backend`].
 ///
@@ -47,6 +72,8 @@ struct Inner<V> {
     serializer: Box<dyn Serializer<V>>,
     serializer_name: &'static str,
     flights: Flights<V>,
+    decode_policy: DecodePolicy,
+    load_wait_timeout: Option<Duration>,
 }
 
 impl<V> Clone for Cache<V> {
@@ -64,6 +91,8 @@ impl<V> fmt::Debug for Cache<V> {
             .field("prefix", &self.inner.prefix)
             .field("default_ttl", &self.inner.default_ttl)
             .field("serializer", &self.inner.serializer_name)
+            .field("decode_policy", &self.inner.decode_policy)
+            .field("load_wait_timeout", &self.inner.load_wait_timeout)
             .finish()
     }
 }
@@ -75,11 +104,33 @@ pub struct CacheBuilder<V, S = Cbor> {
     prefix: String,
     default_ttl: Option<Duration>,
     serializer: S,
+    decode_policy: DecodePolicy,
+    load_wait_timeout: Option<Duration>,
     value: PhantomData<fn() -> V>,
 }
 
 impl<V, S> CacheBuilder<V, S> {
+    /// What batches and loading verbs do with entries that do not decode; see
+    /// [`DecodePolicy`]. Default: [`DecodePolicy::ReloadWhenLoading`].
+    pub fn decode_policy(mut self, policy: DecodePolicy) -> Self {
+        self.decode_policy = policy;
+        self
+    }
+
+    /// How long a caller of a loading verb waits for another caller's load of the same key
+    /// before it gives up with [`Error::LoadTimeout`] (the load itself goes on). Default: as long
+    /// as the load takes. Needs a Tokio runtime with its time driver enabled.
+    pub fn load_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.load_wait_timeout = Some(timeout);
+        self
+    }
+
     /// Prepends `prefix` to every key. Default: none.
+    ///
+    /// Keys are the prefix and the caller's key joined as they are: prefix `tenant1` reads and
+    /// clears the keys of a cache with prefix `tenant10`. End every prefix with a separator
+    /// that the keys after it cannot start with (`tenant1:`), so that no prefix is the start of
+    /// another.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -98,6 +149,8 @@ impl<V, S> CacheBuilder<V, S> {
             prefix: self.prefix,
             default_ttl: self.default_ttl,
             serializer,
+            decode_policy: self.decode_policy,
+            load_wait_timeout: self.load_wait_timeout,
             value: PhantomData,
         }
     }
@@ -116,6 +169,8 @@ impl<V, S> CacheBuilder<V, S> {
                 serializer: Box::new(self.serializer),
                 serializer_name: std::any::type_name::<S>(),
                 flights: Flights::default(),
+                decode_policy: self.decode_policy,
+                load_wait_timeout: self.load_wait_timeout,
             }),
         }
     }
@@ -129,6 +184,8 @@ impl<V: Send + Sync + 'static> Cache<V> {
             prefix: String::new(),
             default_ttl: None,
             serializer: Cbor,
+            decode_policy: DecodePolicy::default(),
+            load_wait_timeout: None,
             value: PhantomData,
         }
     }
@@ -176,8 +233,15 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 // The caller's key is the full key without the prefix: cut it in place rather
                 // than allocate a copy per key found.
                 key.replace_range(..prefix_len, "");
-                let value = self.decode(&key, bytes)?;
-                found.insert(key, value);
+                match self.decode(&key, bytes) {
+                    Ok(value) => {
+                        found.insert(key, value);
+                    }
+                    Err(error) if self.inner.decode_policy == DecodePolicy::Miss => {
+                        report_miss(&error);
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
         Ok(found)
@@ -320,35 +384,61 @@ impl<V: Send + Sync + 'static> Cache<V> {
         Fut: Future<Output = Result<V, E>>,
         E: Into<BoxError>,
     {
-        if let Some(value) = self.get(key).await? {
+        if let Some(value) = self.get_for_loading(key).await? {
             return Ok(value);
         }
         let full_key = self.full_key(key);
+        let cache_id = Arc::as_ptr(&self.inner).cast::<()>() as usize;
+        let reentrant = LOADING
+            .try_with(|loading| {
+                loading
+                    .iter()
+                    .any(|(id, loading)| *id == cache_id && *loading == full_key)
+            })
+            .unwrap_or(false);
+        if reentrant {
+            return Err(Error::LoadCycle {
+                key: key.to_owned(),
+            });
+        }
         let guard = loop {
             match self.inner.flights.join(&full_key) {
                 Role::Leader(guard) => break guard,
                 Role::Waiter(mut slot) => {
-                    if let Ok(outcome) = slot.wait_for(Option::is_some).await
-                        && let Some(outcome) = outcome.as_ref()
-                    {
-                        return outcome.clone().map_err(|source| Error::Load {
+                    let outcome = match self.inner.load_wait_timeout {
+                        None => single_flight::outcome(&mut slot).await,
+                        Some(limit) => {
+                            tokio::time::timeout(limit, single_flight::outcome(&mut slot))
+                                .await
+                                .map_err(|_| Error::LoadTimeout {
+                                    key: key.to_owned(),
+                                    waited: limit,
+                                })?
+                        }
+                    };
+                    if let Some(outcome) = outcome {
+                        return outcome.map_err(|source| Error::Load {
                             key: key.to_owned(),
                             source,
                         });
                     }
                     // The loader's caller went away without an outcome: try again.
-                    if let Some(value) = self.get(key).await? {
+                    if let Some(value) = self.get_for_loading(key).await? {
                         return Ok(value);
                     }
                 }
             }
         };
         // A load that finished between our miss and our joining has stored its value already.
-        if let Some(value) = self.get(key).await? {
+        if let Some(value) = self.get_for_loading(key).await? {
             guard.publish(Ok(value.clone()));
             return Ok(value);
         }
-        match loader().await {
+        // The loader runs knowing every key this task is loading, this one included, so that a
+        // load of any of them from inside it fails at once instead of waiting for itself.
+        let mut loading = LOADING.try_with(Clone::clone).unwrap_or_default();
+        loading.push((cache_id, full_key.into_owned()));
+        match LOADING.scope(loading, loader()).await {
             Ok(value) => {
                 let stored = self.set(key, &value).await;
                 guard.publish(Ok(value.clone()));
@@ -362,6 +452,18 @@ impl<V: Send + Sync + 'static> Cache<V> {
                     source,
                 })
             }
+        }
+    }
+
+    /// `get` as the loading verbs read: an entry that does not decode is a miss (to be loaded
+    /// and overwritten) unless the policy is [`DecodePolicy::Fail`].
+    async fn get_for_loading(&self, key: &str) -> Result<Option<V>> {
+        match self.get(key).await {
+            Err(error @ Error::Decode { .. }) if self.inner.decode_policy != DecodePolicy::Fail => {
+                report_miss(&error);
+                Ok(None)
+            }
+            other => other,
         }
     }
 
@@ -396,4 +498,14 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 source,
             })
     }
+}
+
+/// Reports an entry a [`DecodePolicy`] treats as a miss.
+fn report_miss(error: &Error) {
+    tracing::warn!(
+        target: "cachette",
+        key = error.key().unwrap_or_default(),
+        %error,
+        "an entry that does not decode is treated as a miss"
+    );
 }

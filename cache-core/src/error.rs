@@ -78,6 +78,25 @@ pub enum Error {
         /// The largest value the store holds, in bytes.
         limit: usize,
     },
+    /// A loader asked, on its own task, for the key it is loading (directly or through other
+    /// loads): it would wait for itself forever.
+    #[error(
+        "the loader for key {} asked for that same key: a load cannot wait for itself",
+        ShowKey(key)
+    )]
+    LoadCycle {
+        /// The caller's key.
+        key: String,
+    },
+    /// Another caller's load of the key took longer than the cache's
+    /// [`load_wait_timeout`](crate::CacheBuilder::load_wait_timeout). That load goes on.
+    #[error("waited {waited:?} for another caller's load of key {}", ShowKey(key))]
+    LoadTimeout {
+        /// The caller's key.
+        key: String,
+        /// How long this caller waited.
+        waited: std::time::Duration,
+    },
     /// A URL, an option or a setting is wrong, or names a store whose feature is off.
     #[error("configuration error: {message}")]
     Config {
@@ -164,6 +183,8 @@ impl Error {
             | Error::Encode { key, .. }
             | Error::InvalidKey { key, .. }
             | Error::ValueTooLarge { key, .. }
+            | Error::LoadCycle { key }
+            | Error::LoadTimeout { key, .. }
             | Error::Load { key, .. } => Some(key),
             Error::Config { .. } | Error::Unsupported { .. } => None,
         }

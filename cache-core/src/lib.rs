@@ -17,7 +17,7 @@ pub mod conformance;
 pub use async_trait::async_trait;
 pub use backend::{Backend, Condition, Ttl};
 pub use bytes::Bytes;
-pub use cache::{Cache, CacheBuilder};
+pub use cache::{Cache, CacheBuilder, DecodePolicy};
 pub use error::{BoxError, Error, Result};
 pub use options::SetOptions;
 pub use redact::redact_url;

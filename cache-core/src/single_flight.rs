@@ -8,7 +8,7 @@ use tokio::sync::watch;
 /// What a load produced, shared by every waiter.
 pub(crate) type Outcome<V> = Result<V, Arc<dyn std::error::Error + Send + Sync + 'static>>;
 
-type Slot<V> = watch::Receiver<Option<Outcome<V>>>;
+pub(crate) type Slot<V> = watch::Receiver<Option<Outcome<V>>>;
 
 /// The loads in flight, by full key.
 pub(crate) struct Flights<V> {
@@ -27,6 +27,15 @@ impl<V> Default for Flights<V> {
         Self {
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+/// The outcome a waiter's slot receives, or `None` when the loading caller went away without
+/// one (cancelled, or its loader panicked).
+pub(crate) async fn outcome<V: Clone>(slot: &mut Slot<V>) -> Option<Outcome<V>> {
+    match slot.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone(),
+        Err(_) => None,
     }
 }
 

@@ -12,6 +12,11 @@ async fn store() -> Arc<dyn Backend> {
         "CACHETTE_REDIS_CLUSTER_URL",
         "redis+cluster://127.0.0.1:30001,127.0.0.1:30002,127.0.0.1:30003",
     );
+    // The suite puts 64 MiB values and 100,000-key pipelines on one multiplexed connection,
+    // where every other call of the handle queues behind them: on a busy machine that takes
+    // longer than the default 2 s response timeout.
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}response_timeout=10s");
     match RedisBackend::connect(&url).await {
         Ok(store) => {
             assert!(

@@ -42,6 +42,12 @@
 //! contract promises it per slot only); a bounded store's eviction policy; durability across a
 //! crash (the outage case, [`outage::run`], covers a restart).
 //!
+//! # Timeouts
+//! Some cases move 64 MiB values and batches of 100,000 keys, and other calls of the same handle
+//! may queue behind them (one multiplexed connection serves its calls in order). Give the store
+//! call timeouts of several seconds for the suite, or correct calls may time out on a busy
+//! machine.
+//!
 //! # Working set
 //! One case holds at most [`WORKING_SET_KEYS`] keys and [`WORKING_SET_BYTES`] bytes of values
 //! alive at once; all cases at once (the shared-store test, [`run_conformance`] with its

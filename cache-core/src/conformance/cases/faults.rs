@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::{Doc, doc};
 use crate::conformance::Ctx;
-use crate::{Condition, Error, Json, Result};
+use crate::{Condition, DecodePolicy, Error, Json, Result};
 
 async fn plant(ctx: &Ctx, name: &str, garbage: &'static [u8]) -> Result<()> {
     ctx.backend()
@@ -47,17 +47,54 @@ pub async fn corrupt_bytes_in_get_many_give_decode_error(ctx: Ctx) -> Result<()>
     Ok(())
 }
 
-/// Valid CBOR of another shape is a decode error too, and `get_or_insert_with` reports it rather
-/// than overwriting the entry.
-pub async fn wrong_type_gives_decode_error_and_cache_keeps_working(ctx: Ctx) -> Result<()> {
+/// Valid CBOR of another shape is a decode error for `get`; by default the loading verbs treat
+/// it as a miss, load the value again and overwrite the entry, so a change of `V` heals itself.
+pub async fn wrong_type_gives_decode_error_and_loading_heals_it(ctx: Ctx) -> Result<()> {
     let numbers = ctx.cache::<Vec<u64>>();
     numbers.set("k", &vec![1, 2, 3]).await?;
     let docs = ctx.cache::<Doc>();
     assert!(matches!(docs.get("k").await, Err(Error::Decode { .. })));
     let loaded = docs
         .get_or_insert_with("k", || async { Ok::<_, Error>(doc(5)) })
+        .await?;
+    assert_eq!(loaded, doc(5));
+    assert_eq!(docs.get("k").await?, Some(doc(5)));
+    assert!(matches!(numbers.get("k").await, Err(Error::Decode { .. })));
+    Ok(())
+}
+
+/// With [`DecodePolicy::Fail`] the loading verbs report an entry that does not decode and leave
+/// it alone, instead of overwriting it.
+pub async fn decode_policy_fail_keeps_loading_verbs_strict(ctx: Ctx) -> Result<()> {
+    let numbers = ctx.cache::<Vec<u64>>();
+    numbers.set("k", &vec![1, 2, 3]).await?;
+    let docs = ctx
+        .builder::<Doc>()
+        .decode_policy(DecodePolicy::Fail)
+        .build();
+    let loaded = docs
+        .get_or_insert_with("k", || async { Ok::<_, Error>(doc(5)) })
         .await;
     assert!(matches!(loaded, Err(Error::Decode { .. })), "{loaded:?}");
     assert_eq!(numbers.get("k").await?, Some(vec![1, 2, 3]));
+    Ok(())
+}
+
+/// With [`DecodePolicy::Miss`] `get_many` leaves out an entry that does not decode and answers
+/// the rest; `get` still names the key in `Error::Decode`.
+pub async fn decode_policy_miss_leaves_undecodable_entries_out_of_batches(ctx: Ctx) -> Result<()> {
+    let cache = ctx
+        .builder::<Doc>()
+        .serializer(Json)
+        .decode_policy(DecodePolicy::Miss)
+        .build();
+    cache.set("a", &doc(1)).await?;
+    cache.set("c", &doc(3)).await?;
+    plant(&ctx, "b", b"{\"id\": ").await?;
+    let found = cache.get_many(["a", "b", "c"]).await?;
+    assert_eq!(found.len(), 2);
+    assert_eq!(found.get("a"), Some(&doc(1)));
+    assert_eq!(found.get("c"), Some(&doc(3)));
+    assert!(matches!(cache.get("b").await, Err(Error::Decode { key, .. }) if key == "b"));
     Ok(())
 }

@@ -184,3 +184,81 @@ pub async fn loads_of_distinct_keys_run_in_parallel(ctx: Ctx) -> Result<()> {
     assert_eq!(peak.load(Ordering::SeqCst), 8);
     Ok(())
 }
+
+/// A loader that asks, through a clone of the cache, for the key it is loading fails at once
+/// with `Error::LoadCycle` instead of waiting for itself; the key works again afterwards, and a
+/// loader may load other keys of the same cache.
+pub async fn loader_asking_for_its_own_key_fails_instead_of_waiting(ctx: Ctx) -> Result<()> {
+    let cache = ctx.cache::<Doc>();
+    let inner = cache.clone();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        cache.get_or_insert_with("k", || async move {
+            match inner
+                .get_or_insert_with("k", || async { Ok::<_, SourceDown>(doc(2)) })
+                .await
+            {
+                Err(Error::LoadCycle { key }) if key == "k" => {
+                    let other = inner
+                        .get_or_insert_with("other", || async { Ok::<_, SourceDown>(doc(7)) })
+                        .await?;
+                    assert_eq!(other, doc(7));
+                    Ok::<_, Error>(doc(1))
+                }
+                other => panic!("the loader's own key answered {other:?}, not LoadCycle"),
+            }
+        }),
+    )
+    .await
+    .expect("a loader asking for its own key must not hang")?;
+    assert_eq!(outcome, doc(1));
+    assert_eq!(cache.get("other").await?, Some(doc(7)));
+    cache.delete("k").await?;
+    let again = tokio::time::timeout(
+        Duration::from_secs(10),
+        cache.get_or_insert_with("k", || async { Ok::<_, SourceDown>(doc(3)) }),
+    )
+    .await
+    .expect("the key must not stay blocked")?;
+    assert_eq!(again, doc(3));
+    Ok(())
+}
+
+/// With a load wait timeout, a caller waiting for another caller's slow load gives up with
+/// `Error::LoadTimeout`; the load itself goes on and stores its value.
+pub async fn waiters_give_up_after_the_load_wait_timeout(ctx: Ctx) -> Result<()> {
+    let cache = ctx
+        .builder::<Doc>()
+        .load_wait_timeout(Duration::from_millis(100))
+        .build();
+    let (started, running) = tokio::sync::oneshot::channel();
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_insert_with("slow", || async move {
+                    let _ = started.send(());
+                    tokio::time::sleep(Duration::from_millis(800)).await;
+                    Ok::<_, SourceDown>(doc(4))
+                })
+                .await
+        })
+    };
+    let _ = running.await;
+    let waited = std::time::Instant::now();
+    let outcome = cache
+        .get_or_insert_with("slow", || async { Ok::<_, SourceDown>(doc(9)) })
+        .await;
+    assert!(
+        matches!(&outcome, Err(Error::LoadTimeout { key, .. }) if key == "slow"),
+        "{outcome:?}"
+    );
+    assert!(
+        waited.elapsed() < Duration::from_millis(700),
+        "waited {:?}",
+        waited.elapsed()
+    );
+    assert_eq!(leader.await.map_err(join_error)??, doc(4));
+    assert_eq!(cache.get("slow").await?, Some(doc(4)));
+    Ok(())
+}

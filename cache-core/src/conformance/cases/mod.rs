@@ -137,13 +137,17 @@ macro_rules! __conformance_case_list {
             (facade::typed_batches_round_trip)
             (faults::corrupt_bytes_give_decode_error_naming_the_key)
             (faults::corrupt_bytes_in_get_many_give_decode_error)
-            (faults::wrong_type_gives_decode_error_and_cache_keeps_working)
+            (faults::wrong_type_gives_decode_error_and_loading_heals_it)
+            (faults::decode_policy_fail_keeps_loading_verbs_strict)
+            (faults::decode_policy_miss_leaves_undecodable_entries_out_of_batches)
             (loading::get_or_insert_with_returns_a_cached_value_without_loading)
             (loading::get_or_insert_with_stores_what_it_loads)
             (loading::concurrent_loads_of_one_key_run_the_loader_once)
             (loading::loader_error_reaches_every_waiter_and_caches_nothing)
             (loading::cancelled_loader_lets_a_waiter_take_over)
             (loading::loads_of_distinct_keys_run_in_parallel)
+            (loading::loader_asking_for_its_own_key_fails_instead_of_waiting)
+            (loading::waiters_give_up_after_the_load_wait_timeout)
         }
     };
 }
