@@ -1,5 +1,6 @@
 //! `MemoryBackend`: the `Backend` impl over a moka cache of bytes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
@@ -78,6 +79,8 @@ impl Expiry<String, Entry> for Deadline {
 pub struct MemoryBackend {
     entries: Cache<String, Entry>,
     batch_gate: RwLock<()>,
+    /// Set by `close`: every later call fails, as on every other store.
+    closed: AtomicBool,
     bound: Bound,
     max_key_bytes: usize,
 }
@@ -150,6 +153,7 @@ impl MemoryBackendBuilder {
         MemoryBackend {
             entries,
             batch_gate: RwLock::new(()),
+            closed: AtomicBool::new(false),
             bound: self.bound,
             max_key_bytes: self.max_key_bytes,
         }
@@ -188,6 +192,19 @@ impl MemoryBackend {
     /// runs by itself as the store is used.
     pub fn run_pending_tasks(&self) {
         self.entries.run_pending_tasks();
+    }
+
+    /// Fails every call made after [`Backend::close`], like the stores with a server or a file.
+    fn check_open(&self, operation: &'static str, key: Option<&str>) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::backend(
+                "memory",
+                operation,
+                key,
+                "the store is closed",
+            ));
+        }
+        Ok(())
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
@@ -278,10 +295,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.check_open("get", Some(key))?;
         Ok(self.live(key, Instant::now()).map(|entry| entry.value))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        self.check_open("get_many", None)?;
         let _gate = self.read_gate().await;
         let now = Instant::now();
         let mut values = Vec::with_capacity(keys.len());
@@ -305,6 +324,7 @@ impl Backend for MemoryBackend {
         ttl: Option<Duration>,
         condition: Condition,
     ) -> Result<bool> {
+        self.check_open("set", Some(key))?;
         self.check_key(key)?;
         self.check_value(key, &value)?;
         let now = Instant::now();
@@ -330,6 +350,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        self.check_open("set_many", None)?;
         // Check every key first: a refused key must not leave half a batch behind.
         for (key, value) in &entries {
             self.check_key(key)?;
@@ -348,10 +369,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
+        self.check_open("delete", Some(key))?;
         Ok(self.remove_live(key, Instant::now()))
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        self.check_open("delete_many", None)?;
         let _gate = self.write_gate().await;
         let now = Instant::now();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -359,10 +382,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {
+        self.check_open("contains", Some(key))?;
         Ok(self.live(key, Instant::now()).is_some())
     }
 
     async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        self.check_open("expire_in", Some(key))?;
         let now = Instant::now();
         let outcome =
             self.entries
@@ -386,6 +411,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        self.check_open("ttl", Some(key))?;
         let now = Instant::now();
         Ok(self.live(key, now).map(|entry| match entry.expires_at {
             None => Ttl::Eternal,
@@ -393,7 +419,15 @@ impl Backend for MemoryBackend {
         }))
     }
 
+    async fn close(&self) -> Result<()> {
+        // Later calls fail; the memory goes now rather than when the last handle is dropped.
+        self.closed.store(true, Ordering::Release);
+        self.entries.invalidate_all();
+        Ok(())
+    }
+
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        self.check_open("clear_prefix", None)?;
         let _gate = self.write_gate().await;
         let now = Instant::now();
         let doomed: Vec<_> = self

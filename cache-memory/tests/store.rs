@@ -114,3 +114,53 @@ async fn cached_values_cannot_be_changed_through_the_cache() {
     read.push(5);
     assert_eq!(cache.get("k").await.unwrap(), Some(vec![1, 2, 3]));
 }
+
+#[tokio::test]
+async fn calls_after_close_fail_with_a_backend_error() {
+    let store = MemoryBackend::new();
+    store
+        .set("k", Bytes::from_static(b"v"), None, Condition::Always)
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let err = store.get("k").await.unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(err.to_string().contains("closed"), "{err}");
+    let batch = store.set_many(vec![("a".into(), Bytes::new())], None).await;
+    assert!(matches!(batch, Err(Error::Backend { .. })), "{batch:?}");
+    // Closing twice is harmless.
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_value_heavier_than_the_byte_bound_is_refused_whole() {
+    let store = MemoryBackend::builder().max_bytes(1024 * 1024).build();
+    store
+        .set("k", Bytes::from_static(b"old"), None, Condition::Always)
+        .await
+        .unwrap();
+    let big = Bytes::from(vec![7; 2 * 1024 * 1024]);
+    match store.set("k", big.clone(), None, Condition::Always).await {
+        Err(Error::ValueTooLarge { key, size, limit }) => {
+            assert_eq!((key.as_str(), size), ("k", big.len()));
+            assert!(limit < 1024 * 1024, "{limit}");
+        }
+        other => panic!("expected ValueTooLarge, got {other:?}"),
+    }
+    let batch = store
+        .set_many(vec![("a".into(), Bytes::new()), ("b".into(), big)], None)
+        .await;
+    assert!(
+        matches!(batch, Err(Error::ValueTooLarge { .. })),
+        "{batch:?}"
+    );
+    assert_eq!(
+        store.get("k").await.unwrap(),
+        Some(Bytes::from_static(b"old"))
+    );
+    assert_eq!(
+        store.get("a").await.unwrap(),
+        None,
+        "a refused batch wrote a key"
+    );
+}

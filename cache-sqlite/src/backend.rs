@@ -70,6 +70,7 @@ impl SqliteBackendBuilder {
             busy_timeout: self.busy_timeout,
             purge_interval: self.purge_interval,
             readers,
+            mode: self.mode,
         })
         .await?;
         Ok(SqliteBackend {

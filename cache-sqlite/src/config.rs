@@ -25,6 +25,11 @@ pub const MAX_PURGE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 /// the call fails, unless told otherwise.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The permissions a new database file is created with: the owner's alone, since a cache may
+/// hold tokens and documents other local users must not read. SQLite gives its `-wal` and
+/// `-shm` files the database file's permissions.
+pub const DEFAULT_MODE: u32 = 0o600;
+
 /// SQLite reserves names starting with `sqlite_`; longer names than this are surely mistakes.
 const MAX_TABLE_NAME_CHARS: usize = 64;
 
@@ -68,6 +73,7 @@ pub struct SqliteBackendBuilder {
     pub(crate) purge_interval: Option<Duration>,
     pub(crate) busy_timeout: Duration,
     pub(crate) readers: Option<usize>,
+    pub(crate) mode: u32,
 }
 
 impl SqliteBackendBuilder {
@@ -78,6 +84,7 @@ impl SqliteBackendBuilder {
             purge_interval: Some(DEFAULT_PURGE_INTERVAL),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             readers: None,
+            mode: DEFAULT_MODE,
         }
     }
 
@@ -88,7 +95,7 @@ impl SqliteBackendBuilder {
     /// - `sqlite::memory:` (a fresh in-memory database for this handle),
     ///
     /// with optional query options `table=NAME`, `purge_interval=DURATION|off`,
-    /// `busy_timeout=DURATION` and `readers=N`. A duration is a whole number with an optional
+    /// `busy_timeout=DURATION`, `readers=N` and `mode=OCTAL` (see [`mode`](Self::mode)). A duration is a whole number with an optional
     /// unit `ms`, `s` (the default), `m` or `h`. `purge_interval` is at most
     /// [`MAX_PURGE_INTERVAL`] (`24h`); `off`, its alias `never`, and zero in any unit (`0`,
     /// `0s`, `0ms`) turn the background purge off. Percent-encode `?`, `%` and `#` in a path.
@@ -148,10 +155,11 @@ impl SqliteBackendBuilder {
                         error,
                     )
                 })?),
+                "mode" => builder.mode(parse_mode(&value)?),
                 other => {
                     return Err(Error::config(format!(
                         "unknown SQLite URL option {other:?} (known: table, purge_interval, \
-                         busy_timeout, readers)"
+                         busy_timeout, readers, mode)"
                     )));
                 }
             };
@@ -194,8 +202,25 @@ impl SqliteBackendBuilder {
         self
     }
 
+    /// The Unix permissions a database file this store creates gets (its `-wal` and `-shm`
+    /// files follow them), before the process's umask; default [`DEFAULT_MODE`], `0o600`. A file
+    /// that exists already keeps its own. The owner must be able to read and write, and only
+    /// permission bits (at most `0o777`) are allowed; anything else makes [`open`](Self::open)
+    /// fail with [`Error::Config`]. Has no effect on other platforms.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         validate_table_name(&self.table)?;
+        if self.mode > 0o777 || self.mode & 0o600 != 0o600 {
+            return Err(Error::config(format!(
+                "a SQLite file mode of {:o} is not permission bits that let the owner read and \
+                 write, such as 600 or 640",
+                self.mode
+            )));
+        }
         if self.busy_timeout.is_zero() {
             return Err(Error::config(
                 "the SQLite busy timeout must be more than zero, or a locked database would fail \
@@ -225,6 +250,22 @@ impl SqliteBackendBuilder {
         }
         Ok(())
     }
+}
+
+/// `mode=600`, `mode=0640`: three or four octal digits.
+fn parse_mode(value: &str) -> Result<u32> {
+    let digits = value.strip_prefix("0o").unwrap_or(value);
+    if !(3..=4).contains(&digits.len()) {
+        return Err(Error::config(format!(
+            "SQLite URL option mode={value} is not an octal file mode such as 600 or 0640"
+        )));
+    }
+    u32::from_str_radix(digits, 8).map_err(|error| {
+        Error::config_with(
+            format!("SQLite URL option mode={value} is not an octal file mode such as 600 or 0640"),
+            error,
+        )
+    })
 }
 
 impl SqliteBackend {

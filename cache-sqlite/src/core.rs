@@ -349,6 +349,21 @@ impl Target {
     }
 }
 
+/// Creates the database file, empty, with `mode` (before the umask) when it does not exist yet,
+/// so that SQLite never creates it with the process's default permissions; SQLite gives the
+/// `-wal` and `-shm` files the database file's permissions. An existing file is left as it is.
+/// A file that cannot be created here cannot be created by SQLite either, and SQLite's own error
+/// at open says why better (a read-only directory, a missing one), so a failure is left to it.
+fn create_with_mode(path: &std::path::Path, mode: u32) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    drop(options.open(path));
+}
+
 /// Everything a worker needs to open and use its connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -357,6 +372,8 @@ pub(crate) struct Settings {
     pub(crate) busy_timeout: Duration,
     pub(crate) purge_interval: Option<Duration>,
     pub(crate) readers: usize,
+    /// The permissions of a database file the writer creates.
+    pub(crate) mode: u32,
 }
 
 /// A connection and the statements of its table.
@@ -380,6 +397,9 @@ impl Conn {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if writer && let Target::File(path) = &settings.target {
+            create_with_mode(path, settings.mode);
+        }
         let db = match &settings.target {
             // Without the URI flag a path is always a path, even one starting with `file:`.
             Target::File(path) => Connection::open_with_flags(path, flags),
@@ -950,6 +970,7 @@ mod tests {
             busy_timeout: Duration::from_secs(1),
             purge_interval: None,
             readers: 1,
+            mode: crate::config::DEFAULT_MODE,
         })
         .await
         .unwrap()
@@ -1003,6 +1024,7 @@ mod tests {
             busy_timeout: Duration::from_secs(1),
             purge_interval: Some(Duration::from_millis(50)),
             readers: 1,
+            mode: crate::config::DEFAULT_MODE,
         })
         .await
         .unwrap();

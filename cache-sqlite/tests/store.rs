@@ -714,3 +714,97 @@ async fn a_typed_cache_over_a_file_round_trips_through_cachette_open_urls() {
     );
     assert_eq!(cache.clear().await.unwrap(), 1);
 }
+
+/// The permission bits of `path`.
+#[cfg(unix)]
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The database file and the `-wal` and `-shm` files SQLite makes beside it.
+#[cfg(unix)]
+fn database_files(db: &Path) -> [PathBuf; 3] {
+    let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", db.display()));
+    [db.to_path_buf(), with("-wal"), with("-shm")]
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn new_database_files_are_readable_by_their_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("private.db");
+    let store = SqliteBackend::file(&db).open().await.unwrap();
+    store
+        .set("token", bytes("secret"), None, Condition::Always)
+        .await
+        .unwrap();
+    for file in database_files(&db) {
+        assert_eq!(mode_of(&file), 0o600, "{}", file.display());
+    }
+    store.close().await.unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_mode_option_sets_the_permissions_of_new_files_and_spares_existing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let url = format!("sqlite://{}?mode=0640", db.display());
+    let store = open_url(&url).await;
+    store
+        .set("k", bytes("v"), None, Condition::Always)
+        .await
+        .unwrap();
+    for file in database_files(&db) {
+        // The umask may take bits away, never add them; the owner keeps read and write.
+        let mode = mode_of(&file);
+        assert_eq!(mode & !0o640, 0, "{}: {mode:o}", file.display());
+        assert_eq!(mode & 0o600, 0o600, "{}: {mode:o}", file.display());
+    }
+    store.close().await.unwrap();
+    // An existing file keeps what its owner gave it.
+    let existing = dir.path().join("existing.db");
+    std::fs::write(&existing, b"").unwrap();
+    std::fs::set_permissions(
+        &existing,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let store = SqliteBackend::file(&existing).open().await.unwrap();
+    assert_eq!(mode_of(&existing), 0o644);
+    store.close().await.unwrap();
+}
+
+async fn open_url(url: &str) -> SqliteBackend {
+    let builder = cache_sqlite::SqliteBackendBuilder::from_url(url)
+        .unwrap_or_else(|error| panic!("{url}: {error}"));
+    builder
+        .open()
+        .await
+        .unwrap_or_else(|error| panic!("opening {url}: {error}"))
+}
+
+#[test]
+fn file_modes_that_lock_the_owner_out_or_are_not_permissions_are_config_errors() {
+    for bad in [
+        "mode=400",
+        "mode=0200",
+        "mode=1777",
+        "mode=rw",
+        "mode=7",
+        "mode=06400",
+    ] {
+        let url = format!("sqlite://x.db?{bad}");
+        let outcome = cache_sqlite::SqliteBackendBuilder::from_url(&url);
+        assert!(
+            matches!(outcome, Err(Error::Config { .. })),
+            "{bad}: {outcome:?}"
+        );
+    }
+    assert!(cache_sqlite::SqliteBackendBuilder::from_url("sqlite://x.db?mode=0600").is_ok());
+}
