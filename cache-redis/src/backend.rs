@@ -41,6 +41,13 @@ const MAX_KEYS_PER_UNLINK: usize = 10_000;
 /// miscount. `clear_prefix` asks for the slot map afresh, then walks `SCAN` on every primary;
 /// it never uses `KEYS` or `FLUSHDB`.
 ///
+/// Values longer than the server's `proto-max-bulk-len` (read at connect; 512 MB unless the
+/// server says otherwise) are refused with
+/// [`Error::ValueTooLarge`](cache_core::Error::ValueTooLarge) before anything is sent: past it the
+/// server would drop the connection, and every call multiplexed on it would fail too. Big values
+/// that fit still share that one connection: while one is sent or received, the calls behind it
+/// wait, so give `response_timeout` room for your largest values.
+///
 /// The connection is multiplexed and reconnects by itself. A call made while the server is
 /// unreachable fails with [`Error::Backend`](cache_core::Error::Backend) within its deadline
 /// (two connect timeouts plus the response timeout and half a second), and calls succeed again
@@ -523,6 +530,7 @@ impl Backend for RedisBackend {
                 }
             };
         }
+        self.core.check_value(key, &value)?;
         let mut command = set_command(key.as_bytes(), &value, ttl);
         if condition == Condition::IfNotExists {
             command.arg("NX");
@@ -535,6 +543,11 @@ impl Backend for RedisBackend {
         const OPERATION: &str = "set_many";
         if entries.is_empty() {
             return Ok(());
+        }
+        if ttl != Some(Duration::ZERO) {
+            for (key, value) in &entries {
+                self.core.check_value(key, value)?;
+            }
         }
         let names: Vec<&[u8]> = entries.iter().map(|(key, _)| key.as_bytes()).collect();
         let (_, replies) = self

@@ -143,7 +143,14 @@ pub(crate) struct Core {
     pub(crate) config: RedisConfig,
     deadline: Duration,
     topology: RwLock<Option<Arc<Topology>>>,
+    /// The server's `proto-max-bulk-len`, read at connect: a longer value makes the server drop
+    /// the connection, and with it every call multiplexed beside it.
+    pub(crate) max_value_bytes: usize,
 }
+
+/// Redis's own default `proto-max-bulk-len` (512 MB), assumed where `CONFIG GET` is refused or
+/// renamed (managed services often do).
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 
 impl Core {
     pub(crate) async fn connect(config: RedisConfig) -> Result<Self> {
@@ -173,6 +180,7 @@ impl Core {
             deadline,
             topology: RwLock::new(None),
             config,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         };
         let trusted = core.trusted_authorities().await?;
         let connecting = async {
@@ -192,7 +200,36 @@ impl Core {
             .connection
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(connection);
+        let mut core = core;
+        core.max_value_bytes = core.read_max_value_bytes().await;
         Ok(core)
+    }
+
+    /// The server's `proto-max-bulk-len`, or Redis's default when the server will not say.
+    async fn read_max_value_bytes(&self) -> usize {
+        let reply: Result<Vec<String>> = self
+            .query(
+                "connect",
+                None,
+                redis::cmd("CONFIG").arg("GET").arg("proto-max-bulk-len"),
+            )
+            .await;
+        reply
+            .ok()
+            .and_then(|pair| pair.get(1).and_then(|limit| limit.parse().ok()))
+            .unwrap_or(DEFAULT_MAX_VALUE_BYTES)
+    }
+
+    /// Refuses a value the server would drop the connection for, before anything is sent.
+    pub(crate) fn check_value(&self, key: &str, value: &[u8]) -> Result<()> {
+        if value.len() > self.max_value_bytes {
+            return Err(Error::value_too_large(
+                key,
+                value.len(),
+                self.max_value_bytes,
+            ));
+        }
+        Ok(())
     }
 
     fn tcp(&self, address: &Address) -> ConnectionAddr {
@@ -448,6 +485,7 @@ mod tests {
             config: RedisConfig::from_url("redis://app:pw-Secret-1@cache:6379/0").unwrap(),
             deadline: Duration::from_secs(1),
             topology: RwLock::new(None),
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         };
         let leaky = RedisError::from((
             redis::ErrorKind::InvalidClientConfig,

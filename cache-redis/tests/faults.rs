@@ -236,3 +236,64 @@ async fn connecting_to_a_dead_server_is_a_prompt_backend_error() {
         other => panic!("expected Error::Backend, got {other:?}"),
     }
 }
+
+/// Past the server's `proto-max-bulk-len` the server drops the connection, and every call
+/// multiplexed on it fails with it. The store reads the limit at connect and refuses such a value
+/// with `Error::ValueTooLarge` before sending it: the small calls in flight beside it all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_servers_limit_is_refused_before_it_breaks_the_connection() {
+    let server = ThrowawayRedis::start(&["--proto-max-bulk-len", "1mb"]).await;
+    let store = Arc::new(
+        RedisBackend::connect(&format!("{}?{TIMEOUTS}", server.url()))
+            .await
+            .expect("connect"),
+    );
+    let small: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .set(
+                        &format!("small{i}"),
+                        "v".into(),
+                        None,
+                        cache_core::Condition::Always,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let big = cache_core::Bytes::from(vec![7_u8; 2 * 1024 * 1024]);
+    match store
+        .set("big", big.clone(), None, cache_core::Condition::Always)
+        .await
+    {
+        Err(Error::ValueTooLarge { key, size, limit }) => {
+            assert_eq!((key.as_str(), size, limit), ("big", big.len(), 1024 * 1024));
+        }
+        other => panic!("expected ValueTooLarge, got {other:?}"),
+    }
+    let batch = store
+        .set_many(vec![("a".into(), "v".into()), ("big".into(), big)], None)
+        .await;
+    assert!(
+        matches!(batch, Err(Error::ValueTooLarge { .. })),
+        "{batch:?}"
+    );
+    for task in small {
+        assert!(
+            task.await
+                .expect("join")
+                .expect("a small write beside the big one")
+        );
+    }
+    assert_eq!(
+        store.get("a").await.expect("get"),
+        None,
+        "a refused batch wrote a key"
+    );
+    assert_eq!(
+        store.get("small0").await.expect("get").as_deref(),
+        Some(&b"v"[..])
+    );
+}
