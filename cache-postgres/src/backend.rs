@@ -451,24 +451,6 @@ impl Backend for PostgresBackend {
 mod tests {
     use super::*;
 
-    /// Sub-millisecond TTLs cannot be told apart over the network, so the conversion is checked
-    /// here: the interval is `ttl_millis(ttl)` milliseconds, clamped to `MAX_TTL`.
-    #[test]
-    fn intervals_are_the_ttl_in_rounded_up_milliseconds() {
-        let micros = |ttl| interval(Some(ttl)).map(|i| (i.months, i.days, i.microseconds));
-        for ttl in [
-            Duration::from_nanos(1),
-            Duration::from_micros(300),
-            Duration::from_micros(1_001),
-            Duration::from_millis(1_500),
-        ] {
-            let expected = i64::try_from(ttl_millis(ttl) * 1000).unwrap();
-            assert_eq!(micros(ttl), Some((0, 0, expected)), "{ttl:?}");
-        }
-        assert_eq!(micros(Duration::MAX), micros(MAX_TTL));
-        assert!(interval(None).is_none());
-    }
-
     #[test]
     fn batches_keep_the_last_value_of_each_key() {
         let entries = vec![
@@ -520,9 +502,14 @@ mod tests {
 
     #[test]
     fn ttls_become_millisecond_intervals() {
+        // Sub-millisecond TTLs cannot be told apart over the network, so the conversion is
+        // checked here: partial milliseconds round up, as `ttl_millis` does.
         assert!(interval(None).is_none());
         let micros = |ttl| interval(Some(ttl)).map(|i| i.microseconds);
+        assert_eq!(micros(Duration::from_nanos(1)), Some(1_000));
         assert_eq!(micros(Duration::from_micros(1)), Some(1_000));
+        assert_eq!(micros(Duration::from_micros(300)), Some(1_000));
+        assert_eq!(micros(Duration::from_micros(1_001)), Some(2_000));
         assert_eq!(micros(Duration::from_millis(1500)), Some(1_500_000));
         assert_eq!(micros(Duration::MAX), Some(MAX_TTL.as_micros() as i64));
     }

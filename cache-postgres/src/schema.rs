@@ -127,9 +127,11 @@ impl Statements {
                 "UPDATE {t} SET expires_at = {NOW} + $2::interval \
                  WHERE key = $1 AND {live} RETURNING true"
             )),
-            // NULL for an eternal key; microseconds left otherwise (at least 1, as the row is live).
+            // NULL for an eternal key, also one another writer gave `infinity` (which cannot be
+            // subtracted from); microseconds left otherwise (at least 1, as the row is live).
             ttl: sql(format!(
-                "SELECT (extract(epoch FROM expires_at - {NOW}) * 1000000)::int8 \
+                "SELECT CASE WHEN expires_at = 'infinity' THEN NULL \
+                 ELSE (extract(epoch FROM expires_at - {NOW}) * 1000000)::int8 END \
                  FROM {t} WHERE key = $1 AND {live}"
             )),
             // A range of the primary key's index, never LIKE: no character of a prefix is special.

@@ -332,3 +332,44 @@ async fn calls_after_close_fail_as_backend_errors() {
     ));
     common::drop_table(&table).await;
 }
+
+/// Another writer may give a row `expires_at = 'infinity'`: the row is live and eternal for every
+/// method, `ttl` included (PostgreSQL cannot subtract an infinite timestamp).
+#[tokio::test]
+async fn a_row_that_expires_at_infinity_is_eternal() {
+    let table = common::fresh_table("infinity");
+    let store = common::store_on(&table, "purge_interval=off").await;
+    store
+        .set(
+            "k",
+            bytes("v"),
+            Some(Duration::from_secs(60)),
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    let mut raw = common::raw_connection(&common::postgres_url()).await;
+    let sql = format!("UPDATE {table} SET expires_at = 'infinity'");
+    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        .execute(&mut raw)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    assert_eq!(store.get("k").await.unwrap(), Some(bytes("v")));
+    assert!(store.contains("k").await.unwrap());
+    assert_eq!(
+        store.ttl("k").await.unwrap(),
+        Some(cache_core::Ttl::Eternal)
+    );
+    assert!(
+        store
+            .expire_in("k", Some(Duration::from_secs(5)))
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.ttl("k").await.unwrap(),
+        Some(cache_core::Ttl::Remaining(_))
+    ));
+    store.close().await.unwrap();
+    common::drop_table(&table).await;
+}
