@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait, ttl_millis};
+use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteBackendBuilder;
@@ -135,8 +136,17 @@ impl SqliteBackend {
     }
 }
 
+/// The value of a row as bytes. Rows written by this store hold a BLOB; another writer's TEXT
+/// is its UTF-8 bytes and a number its decimal text (as SQLite's own `CAST(… AS BLOB)` gives
+/// them), so that the typed cache answers `Error::Decode` naming the key when they are not a
+/// `V`, never a store failure.
 fn blob(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Bytes> {
-    row.get::<_, Vec<u8>>(column).map(Bytes::from)
+    Ok(match row.get_ref(column)? {
+        ValueRef::Blob(bytes) | ValueRef::Text(bytes) => Bytes::copy_from_slice(bytes),
+        ValueRef::Integer(number) => Bytes::from(number.to_string()),
+        ValueRef::Real(number) => Bytes::from(number.to_string()),
+        ValueRef::Null => Bytes::new(),
+    })
 }
 
 #[async_trait]

@@ -808,3 +808,53 @@ fn file_modes_that_lock_the_owner_out_or_are_not_permissions_are_config_errors()
     }
     assert!(cache_sqlite::SqliteBackendBuilder::from_url("sqlite://x.db?mode=0600").is_ok());
 }
+
+/// Another writer may store TEXT or a number where this store writes BLOBs: the store serves
+/// their bytes (a number as its decimal text), so a JSON cache reads what it can and a typed
+/// cache that cannot gets `Error::Decode` naming the key, not a store failure.
+#[tokio::test]
+async fn text_and_number_values_of_other_writers_read_as_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.db");
+    let store = SqliteBackend::file(&path).open().await.unwrap();
+    store
+        .set("blob", bytes("1"), None, Condition::Always)
+        .await
+        .unwrap();
+    let raw = Connection::open(&path).unwrap();
+    raw.execute(
+        "INSERT INTO cachette (key, value, expires_at) VALUES ('text', '{\"a\":1}', NULL), \
+         ('integer', 42, NULL), ('real', 2.5, NULL)",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+    let values = store
+        .get_many(&["text".into(), "integer".into(), "real".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        values,
+        vec![
+            Some(bytes("{\"a\":1}")),
+            Some(bytes("42")),
+            Some(bytes("2.5"))
+        ]
+    );
+    let json: Cache<serde_json::Value> = Cache::builder(Arc::new(store))
+        .serializer(cache_core::Json)
+        .build();
+    assert_eq!(
+        json.get("integer").await.unwrap(),
+        Some(serde_json::json!(42))
+    );
+    assert_eq!(
+        json.get("text").await.unwrap(),
+        Some(serde_json::json!({"a": 1}))
+    );
+    let strict: Cache<Vec<u64>> = Cache::builder(Arc::clone(json.backend())).build();
+    match strict.get("text").await {
+        Err(Error::Decode { key, .. }) => assert_eq!(key, "text"),
+        other => panic!("expected Error::Decode, got {other:?}"),
+    }
+}
