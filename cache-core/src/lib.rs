@@ -20,6 +20,6 @@ pub use bytes::Bytes;
 pub use cache::{Cache, CacheBuilder, DecodePolicy};
 pub use error::{BoxError, Error, Result};
 pub use options::SetOptions;
-pub use redact::redact_url;
+pub use redact::{is_secret_option, redact_url};
 pub use serializer::{Cbor, Json, Raw, Serializer};
 pub use ttl::{MAX_TTL_MILLIS, ttl_millis};

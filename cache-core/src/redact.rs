@@ -1,7 +1,9 @@
 //! Secrets out of URLs, for messages.
 
 /// The URL with its secrets replaced by `***`, for messages: the password of the user info and
-/// the value of a `pass` or `password` query option (`redis+unix:///s.sock?pass=…`). It errs on
+/// the value of every query option that [`is_secret_option`] names (`pass`, `password`,
+/// `sslpassword`, …), whatever its case or percent-encoding (`p%61ss` is `pass`), together with
+/// everything after it (a raw `&` or `#` in a secret would let its tail through otherwise). It errs on
 /// the side of hiding: with an `@` anywhere, everything between the scheme and the last `@` but
 /// a plain user name is hidden, so that an unencoded `/`, `?` or `@` in a password cannot let
 /// part of it through; and it works on the text alone, so that a URL no parser accepts is
@@ -20,41 +22,80 @@
 /// );
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(end) => url.split_at(end + "://".len()),
-        None => ("", url),
-    };
-    let (userinfo, after_userinfo) = match rest.rsplit_once('@') {
-        Some((userinfo, after)) => {
-            let user_end = userinfo.find([':', '/', '?']).unwrap_or(userinfo.len());
-            let shown = if user_end == userinfo.len() {
-                format!("{userinfo}@")
-            } else {
-                format!("{}:***@", &userinfo[..user_end])
-            };
-            (shown, after)
+    let rest_start = url.find("://").map_or(0, |end| end + "://".len());
+    let rest = &url[rest_start..];
+    // Text alone cannot say whether a raw `@` ends the user info or sits in an option's value,
+    // nor whether a raw `?` starts the query or sits in a password: hide what either reading
+    // calls secret. Ranges are byte offsets into `url`, each with what replaces it.
+    let mut hidden: Vec<(usize, usize, &str)> = Vec::new();
+    if let Some(last_at) = rest.rfind('@') {
+        let userinfo = &rest[..last_at];
+        if let Some(user_end) = userinfo.find([':', '/', '?']) {
+            hidden.push((rest_start + user_end, rest_start + last_at, ":***"));
         }
-        None => (String::new(), rest),
-    };
-    let shown_rest = match after_userinfo.split_once('?') {
-        Some((before, query)) => {
-            let options: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _))
-                        if name.eq_ignore_ascii_case("pass")
-                            || name.eq_ignore_ascii_case("password") =>
-                    {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{before}?{}", options.join("&"))
+    }
+    if let Some(query_start) = rest.find('?') {
+        let mut offset = rest_start + query_start + 1;
+        for pair in rest[query_start + 1..].split('&') {
+            if let Some((name, _)) = pair.split_once('=')
+                && is_secret_option(&decode_option_name(name))
+            {
+                // To the end of the URL: a raw `&` or `#` in the secret would otherwise let its
+                // tail show as the name of another option or as a fragment.
+                hidden.push((offset + name.len() + 1, url.len(), "***"));
+                break;
+            }
+            offset += pair.len() + 1;
         }
-        None => after_userinfo.to_owned(),
-    };
-    format!("{scheme}{userinfo}{shown_rest}")
+    }
+    hidden.sort_unstable();
+    let mut shown = String::with_capacity(url.len());
+    let mut at = 0;
+    let mut ranges = hidden.into_iter().peekable();
+    while let Some((start, mut end, replacement)) = ranges.next() {
+        // Overlapping ranges (the two readings disagree) become one hidden run.
+        while let Some(&(next_start, next_end, _)) = ranges.peek() {
+            if next_start > end {
+                break;
+            }
+            end = end.max(next_end);
+            ranges.next();
+        }
+        let start = start.max(at);
+        shown.push_str(&url[at..start]);
+        if end > start || replacement == ":***" {
+            shown.push_str(replacement);
+        }
+        at = end.max(start);
+    }
+    shown.push_str(&url[at..]);
+    shown
+}
+
+/// Whether a URL query option of this (decoded) name carries a secret, so that its value must
+/// never be shown: `pass`, `passwd`, `password`, `sslpassword`, and any name holding `password`,
+/// `secret` or `token`, in any case. Store authors use it for options their parser knows and for
+/// options it refuses alike.
+///
+/// ```
+/// assert!(cache_core::is_secret_option("PASS"));
+/// assert!(cache_core::is_secret_option("sslpassword"));
+/// assert!(!cache_core::is_secret_option("passive"));
+/// ```
+pub fn is_secret_option(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "pass" | "passwd")
+        || ["password", "secret", "token"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+/// A query option's name as a URL parser reads it: `+` is a space and `%XX` a byte.
+fn decode_option_name(name: &str) -> String {
+    let spaced = name.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -74,9 +115,23 @@ mod tests {
             ),
             (
                 "postgres://app@h/db?password=secret&table=t",
-                "postgres://app@h/db?password=***&table=t",
+                "postgres://app@h/db?password=***",
             ),
             ("redis://h?PASS=secret", "redis://h?PASS=***"),
+            // Option names count as a parser decodes them.
+            (
+                "redis+unix:///s.sock?p%61ss=secret",
+                "redis+unix:///s.sock?p%61ss=***",
+            ),
+            (
+                "postgres://h/db?sslpassword=secret",
+                "postgres://h/db?sslpassword=***",
+            ),
+            ("redis://h?api+token=secret", "redis://h?api+token=***"),
+            // A raw `@` in an option's value does not end a user info there.
+            ("redis+unix:///s.sock?pass=sec@ret", "redis+unix://:***"),
+            ("redis://u:pa?pass=x@h/0", "redis://u:***"),
+            ("redis://h?pass=se&cret#x", "redis://h?pass=***"),
             // Unencoded `/`, `?` or `@` in a password must not let it through either.
             ("redis://u:pa/ss@h:1/0", "redis://u:***@h:1/0"),
             ("redis://u:pa?ss@h:1/0", "redis://u:***@h:1/0"),

@@ -14,11 +14,13 @@ impl MemoryBackend {
     /// # let _ = store;
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
+        // A mistyped URL may still carry credentials: only its redacted form is ever shown.
+        let shown = cache_core::redact_url(url);
         let parsed = url::Url::parse(url)
-            .map_err(|error| Error::config_with(format!("invalid memory URL {url:?}"), error))?;
+            .map_err(|error| Error::config_with(format!("invalid memory URL {shown}"), error))?;
         if parsed.scheme() != "memory" {
             return Err(Error::config(format!(
-                "a memory URL starts with memory://, not {url:?}"
+                "a memory URL starts with memory://, not {shown}"
             )));
         }
         let mut builder = MemoryBackendBuilder::default();

@@ -231,8 +231,21 @@ impl PostgresConfig {
         let mut has_application_name = false;
         {
             let mut driver_query = driver_url.query_pairs_mut();
+            let mut after_secret = false;
             for (name, value) in parsed.query_pairs() {
                 let name = name.as_ref();
+                if after_secret
+                    && !(STORE_OPTIONS.contains(&name)
+                        || DRIVER_OPTIONS.contains(&name)
+                        || is_driver_setting(name))
+                {
+                    // Its name may be the tail of a password that held a raw `&`.
+                    return Err(Error::config(format!(
+                        "an unknown PostgreSQL URL option follows a password option in \
+                         {redacted_url}; percent-encode `&` in a password as %26"
+                    )));
+                }
+                after_secret |= cache_core::is_secret_option(name);
                 if STORE_OPTIONS.contains(&name) {
                     config = config.apply_option(name, &value)?;
                 } else if DRIVER_OPTIONS.contains(&name) || is_driver_setting(name) {
@@ -440,26 +453,30 @@ fn parse_duration(name: &str, value: &str) -> Result<Duration> {
         .ok_or_else(bad)
 }
 
-/// `url` with the password (in the user part or a `password=` option) replaced by `***`.
+/// `url` with the password (in the user part, or a `password=`, `sslpassword=` or other option
+/// that [`cache_core::is_secret_option`] names) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
                 let _ = parsed.set_password(Some("***"));
             }
-            if parsed.query_pairs().any(|(name, _)| name == "password") {
-                let pairs: Vec<(String, String)> = parsed
-                    .query_pairs()
-                    .map(|(name, value)| {
-                        let value = if name == "password" {
-                            "***".to_owned()
-                        } else {
-                            value.into_owned()
-                        };
-                        (name.into_owned(), value)
-                    })
-                    .collect();
+            if parsed
+                .query_pairs()
+                .any(|(name, _)| cache_core::is_secret_option(&name))
+            {
+                // Options after a secret one, and the fragment, go too: a raw `&` or `#` in the
+                // secret would let its tail show as another option's name or as the fragment.
+                let mut pairs: Vec<(String, String)> = Vec::new();
+                for (name, value) in parsed.query_pairs() {
+                    if cache_core::is_secret_option(&name) {
+                        pairs.push((name.into_owned(), "***".to_owned()));
+                        break;
+                    }
+                    pairs.push((name.into_owned(), value.into_owned()));
+                }
                 parsed.query_pairs_mut().clear().extend_pairs(pairs);
+                parsed.set_fragment(None);
             }
             parsed.to_string()
         }
@@ -472,8 +489,10 @@ pub fn redact_url(url: &str) -> String {
 fn redact_unparseable(url: &str) -> String {
     let lowercase = url.to_ascii_lowercase();
     // `%` because a percent-encoded `password` option decodes to one.
-    let may_hold_password =
-        ['@', '%'].iter().any(|c| url.contains(*c)) || lowercase.contains("password");
+    let may_hold_password = ['@', '%'].iter().any(|c| url.contains(*c))
+        || ["pass", "secret", "token"]
+            .iter()
+            .any(|word| lowercase.contains(word));
     if !may_hold_password {
         return url.to_owned();
     }

@@ -173,8 +173,10 @@ impl RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         };
+        let mut after_secret = false;
         for (name, value) in query_pairs(query) {
-            config.apply_option(url, &name, &value)?;
+            config.apply_option(url, &name, &value, after_secret)?;
+            after_secret |= cache_core::is_secret_option(&name);
         }
         if config.tls_ca.is_some() && !config.tls {
             return Err(invalid(url, "tls_ca applies to rediss:// URLs only"));
@@ -183,7 +185,7 @@ impl RedisConfig {
     }
 
     fn from_unix_url(url: &str, rest: &str) -> Result<Self> {
-        let (authority, path, query) = split_url(rest);
+        let (authority, path, query) = split_unix_url(rest);
         if !authority.is_empty() {
             return Err(invalid(
                 url,
@@ -204,13 +206,15 @@ impl RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         };
+        let mut after_secret = false;
         for (name, value) in query_pairs(query) {
             match name.as_ref() {
                 "db" => config.db = database_number(url, &value)?,
                 "user" => config.username = Some(value.into_owned()).filter(|v| !v.is_empty()),
                 "pass" => config.password = Some(value.into_owned()).filter(|v| !v.is_empty()),
-                _ => config.apply_option(url, &name, &value)?,
+                _ => config.apply_option(url, &name, &value, after_secret)?,
             }
+            after_secret |= cache_core::is_secret_option(&name);
         }
         // Ignoring it would leave the caller believing the socket's peer is verified.
         if config.tls_ca.is_some() {
@@ -222,7 +226,15 @@ impl RedisConfig {
         Ok(config)
     }
 
-    fn apply_option(&mut self, url: &str, name: &str, value: &str) -> Result<()> {
+    /// Applies one query option. `after_secret` says a password option came before it, so that
+    /// an unknown name, which may be the tail of a password holding a raw `&`, is not shown.
+    fn apply_option(
+        &mut self,
+        url: &str,
+        name: &str,
+        value: &str,
+        after_secret: bool,
+    ) -> Result<()> {
         match name {
             "connect_timeout" => self.connect_timeout = timeout(url, name, value)?,
             "response_timeout" => self.response_timeout = timeout(url, name, value)?,
@@ -230,6 +242,15 @@ impl RedisConfig {
                 return Err(invalid(url, "tls_ca needs the path of a PEM file"));
             }
             "tls_ca" => self.tls_ca = Some(PathBuf::from(value)),
+            _ if after_secret => {
+                return Err(invalid(
+                    url,
+                    &format!(
+                        "an unknown option follows the password option; percent-encode `&` in \
+                         a password as %26 (known options: {KNOWN_OPTIONS})"
+                    ),
+                ));
+            }
             other => {
                 return Err(invalid(
                     url,
@@ -313,15 +334,31 @@ impl RedisConfig {
     }
 }
 
-/// Splits what follows `scheme://` into authority, path and query. The path starts at the first
-/// `/` after the user info, so that a stray `/` in a password does not cut the host off.
+/// Splits what follows `scheme://` into authority, path and query. The user info ends at the
+/// last `@`, wherever it stands: a password may hold a raw `?`, `/` or `@`, and
+/// [`redact_url`] hides everything up to that `@` the same way, so no piece of a password is
+/// ever read (and shown) as a host, port, path or option. An `@` in an option value must be
+/// percent-encoded (`%40`).
 fn split_url(rest: &str) -> (&str, &str, &str) {
+    let hosts_start = rest.rfind('@').map_or(0, |at| at + 1);
+    let after_userinfo = &rest[hosts_start..];
+    let (before_query, query) = after_userinfo
+        .split_once('?')
+        .unwrap_or((after_userinfo, ""));
+    let authority_end = hosts_start + before_query.find('/').unwrap_or(before_query.len());
+    let path_end = hosts_start + before_query.len();
+    (
+        &rest[..authority_end],
+        &rest[authority_end..path_end],
+        query,
+    )
+}
+
+/// Path and query of a `redis+unix://` URL, which has no user info: its credentials are query
+/// options.
+fn split_unix_url(rest: &str) -> (&str, &str, &str) {
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let hosts_start = before_query.rfind('@').map_or(0, |at| at + 1);
-    let (authority, path) = match before_query[hosts_start..].find('/') {
-        Some(slash) => before_query.split_at(hosts_start + slash),
-        None => (before_query, ""),
-    };
+    let (authority, path) = before_query.split_at(before_query.find('/').unwrap_or(0));
     (authority, path, query)
 }
 
@@ -330,6 +367,15 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)
 }
 
 fn credentials(url: &str, userinfo: &str) -> Result<(Option<String>, Option<String>)> {
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    if user.contains(['/', '?']) {
+        // No user name holds these: the `@` that ended the user info stood later, in a path or
+        // an option's value.
+        return Err(invalid(
+            url,
+            "an `@` after the host: percent-encode `@` in passwords and options as %40",
+        ));
+    }
     let decode = |part: &str| -> Result<Option<String>> {
         if part.is_empty() {
             return Ok(None);

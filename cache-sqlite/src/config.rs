@@ -108,12 +108,14 @@ impl SqliteBackendBuilder {
     /// assert!(SqliteBackendBuilder::from_url("sqlite://cache.db?table=no-dashes").is_err());
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
+        // A mistyped URL may still carry credentials: only its redacted form is ever shown.
+        let shown = cache_core::redact_url(url);
         let rest = url
             .get(..7)
             .filter(|scheme| scheme.eq_ignore_ascii_case("sqlite:"))
             .map(|_| &url[7..])
             .ok_or_else(|| {
-                Error::config(format!("a SQLite URL starts with sqlite:, not {url:?}"))
+                Error::config(format!("a SQLite URL starts with sqlite:, not {shown}"))
             })?;
         let (target, query) = match rest.split_once('?') {
             Some((target, query)) => (target, Some(query)),
@@ -124,13 +126,13 @@ impl SqliteBackendBuilder {
             _ => match target.strip_prefix("//") {
                 Some("") | Some("/") => {
                     return Err(Error::config(format!(
-                        "the SQLite URL {url:?} names no file"
+                        "the SQLite URL {shown} names no file"
                     )));
                 }
                 Some(encoded) => Location::File(PathBuf::from(decode_path(url, encoded)?)),
                 None => {
                     return Err(Error::config(format!(
-                        "cannot read the SQLite URL {url:?}: use sqlite://relative/path.db, \
+                        "cannot read the SQLite URL {shown}: use sqlite://relative/path.db, \
                          sqlite:///absolute/path.db or sqlite::memory:"
                     )));
                 }
@@ -320,7 +322,10 @@ fn validate_table_name(name: &str) -> Result<()> {
 
 /// Percent-decodes the path of a URL (`+` stays `+`: this is a path, not a form).
 fn decode_path(url: &str, encoded: &str) -> Result<String> {
-    let bad = |why: &str| Error::config(format!("the path in the SQLite URL {url:?} {why}"));
+    let bad = |why: &str| {
+        let shown = cache_core::redact_url(url);
+        Error::config(format!("the path in the SQLite URL {shown} {why}"))
+    };
     let mut bytes = Vec::with_capacity(encoded.len());
     let mut rest = encoded.as_bytes();
     while let Some((&byte, tail)) = rest.split_first() {

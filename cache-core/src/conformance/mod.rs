@@ -69,6 +69,7 @@ use crate::{Backend, Cache, CacheBuilder, Result};
 
 pub mod cases;
 pub mod outage;
+pub mod secrets;
 
 /// The most keys one case holds alive at once: the 100,000 keys written beside a timer to show
 /// that no batch stalls the runtime (every other case holds at most about 21,000).
