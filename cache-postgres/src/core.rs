@@ -42,7 +42,7 @@ impl Core {
             .connect_options()
             .clone()
             .options([("statement_timeout", statement_timeout.as_str())]);
-        let pool = PgPoolOptions::new()
+        let opened = PgPoolOptions::new()
             .max_connections(config.get_pool_max())
             .min_connections(0)
             .acquire_timeout(config.get_acquire_timeout())
@@ -54,19 +54,26 @@ impl Core {
                 let keep = keep.keeps(meta.age);
                 Box::pin(async move { Ok(keep) })
             })
-            .connect_with(connect)
-            .await
-            .map_err(|error| {
-                Error::backend(
+            .connect_with(connect.clone())
+            .await;
+        let pool = match opened {
+            Ok(pool) => pool,
+            Err(error) => {
+                let source = match error {
+                    sqlx::Error::PoolTimedOut => probe_cause(&connect)
+                        .await
+                        .unwrap_or(sqlx::Error::PoolTimedOut),
+                    other => other,
+                };
+                let url = config.redacted_url().to_owned();
+                return Err(Error::backend(
                     "postgres",
                     "connect",
                     None,
-                    ConnectError {
-                        url: config.redacted_url().to_owned(),
-                        source: error,
-                    },
-                )
-            })?;
+                    ConnectError { url, source },
+                ));
+            }
+        };
         Self::ensure_table(&pool, &config).await?;
         Ok(Self {
             sql: Statements::new(config.get_table()),
@@ -79,10 +86,14 @@ impl Core {
     /// Creates or checks the table within the same client-side limit as any call, so that a
     /// server that goes silent after accepting the connection cannot hang `connect`.
     async fn ensure_table(pool: &PgPool, config: &PostgresConfig) -> Result<()> {
-        let mut connection = pool
-            .acquire()
-            .await
-            .map_err(|error| map_postgres_error("create_table", None, error))?;
+        let mut connection = match pool.acquire().await {
+            Ok(connection) => connection,
+            Err(sqlx::Error::PoolTimedOut) if pool.size() == 0 => {
+                let waited = config.get_acquire_timeout();
+                return Err(no_connection(pool, "create_table", None, waited).await);
+            }
+            Err(error) => return Err(map_postgres_error("create_table", None, error)),
+        };
         let limit = config.get_statement_timeout() + CLIENT_GRACE;
         match tokio::time::timeout(limit, schema::ensure(&mut connection, config)).await {
             Ok(done) => done,
@@ -105,10 +116,14 @@ impl Core {
         operation: &'static str,
         key: Option<&str>,
     ) -> Result<PoolConnection<Postgres>> {
-        self.pool
-            .acquire()
-            .await
-            .map_err(|error| self.failed(operation, key, error))
+        match self.pool.acquire().await {
+            Ok(connection) => Ok(connection),
+            Err(sqlx::Error::PoolTimedOut) if self.pool.size() == 0 => {
+                let waited = self.config.get_acquire_timeout();
+                Err(no_connection(&self.pool, operation, key, waited).await)
+            }
+            Err(error) => Err(self.failed(operation, key, error)),
+        }
     }
 
     /// Runs a statement's future under the client-side limit.
@@ -271,6 +286,62 @@ pub(crate) fn map_postgres_error(
     error: sqlx::Error,
 ) -> Error {
     Error::backend("postgres", operation, key, error)
+}
+
+/// How long the one extra connection attempt that names the cause of an empty pool may take.
+const CAUSE_PROBE: Duration = Duration::from_secs(2);
+
+/// The error of an `acquire` that timed out with not one connection in the pool. sqlx retries a
+/// refused connection until the deadline (it takes it for a server starting up) and then says
+/// only "pool timed out"; one more attempt, bounded by [`CAUSE_PROBE`], names what is wrong
+/// (connection refused, unknown host, bad password).
+async fn no_connection(
+    pool: &PgPool,
+    operation: &'static str,
+    key: Option<&str>,
+    waited: Duration,
+) -> Error {
+    let cause = probe_cause(&pool.connect_options()).await;
+    Error::backend("postgres", operation, key, NoConnection { waited, cause })
+}
+
+/// One direct connection attempt, bounded by [`CAUSE_PROBE`]: its error, if it fails with one.
+async fn probe_cause(options: &sqlx::postgres::PgConnectOptions) -> Option<sqlx::Error> {
+    use sqlx::{ConnectOptions, Connection};
+    match tokio::time::timeout(CAUSE_PROBE, options.connect()).await {
+        Ok(Err(cause)) => Some(cause),
+        Ok(Ok(connection)) => {
+            // The server is back: the next call will find it.
+            let _ = connection.close().await;
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// No connection could be made within the acquire timeout, and why when that is known.
+#[derive(Debug)]
+pub struct NoConnection {
+    waited: Duration,
+    cause: Option<sqlx::Error>,
+}
+
+impl std::fmt::Display for NoConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no connection to PostgreSQL within {:?}", self.waited)?;
+        match &self.cause {
+            Some(cause) => write!(f, ": {cause}"),
+            None => write!(f, " (the pool timed out)"),
+        }
+    }
+}
+
+impl std::error::Error for NoConnection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_ref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// The client stopped waiting for a statement the server did not answer.

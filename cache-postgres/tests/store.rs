@@ -373,3 +373,23 @@ async fn a_row_that_expires_at_infinity_is_eternal() {
     store.close().await.unwrap();
     common::drop_table(&table).await;
 }
+
+/// A port where nothing listens is named as refused, not reported as a pool that timed out.
+#[tokio::test]
+async fn a_refused_connection_says_so() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?acquire_timeout=300ms");
+    let err = PostgresBackend::connect(&url).await.unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push_str(&format!(" / {cause}"));
+        source = cause.source();
+    }
+    assert!(chain.to_lowercase().contains("refused"), "{chain}");
+    assert!(!chain.contains("pool timed out"), "{chain}");
+}
