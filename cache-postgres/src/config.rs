@@ -336,7 +336,9 @@ impl PostgresConfig {
     }
 
     /// Whether the table is created `UNLOGGED` (default `true`): faster writes, no replication,
-    /// and emptied by crash recovery. Applies only when the store creates the table.
+    /// and **emptied by crash recovery** (a server killed or a machine that lost power; a clean
+    /// restart keeps the rows). With `false` every acknowledged write survives a crash. Applies
+    /// only when the store creates the table.
     pub fn unlogged(mut self, unlogged: bool) -> Self {
         self.unlogged = unlogged;
         self

@@ -81,6 +81,47 @@ impl ThrowawayPostgres {
         );
     }
 
+    /// Kills the server as a crash would: SIGKILL to the postmaster, no shutdown at all. Waits
+    /// until it and its backends are dead, then removes the lock file they left (a process
+    /// nobody reaps stays a zombie whose PID looks alive). The next start runs crash recovery.
+    /// Blocking.
+    pub fn crash(&self) {
+        let pid_file = self.data_dir().join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|error| panic!("cannot read {}: {error}", pid_file.display()));
+        let pid = pid.lines().next().unwrap_or_default().trim().to_owned();
+        let children = Command::new("pgrep")
+            .args(["-P", &pid])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+        run(Command::new("kill").args(["-KILL", &pid]));
+        let processes: Vec<String> = std::iter::once(pid)
+            .chain(children.split_whitespace().map(str::to_owned))
+            .collect();
+        let dead = |pid: &String| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).map_or(true, |status| {
+                status
+                    .lines()
+                    .any(|line| line.starts_with("State:") && line.contains('Z'))
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !processes.iter().all(dead) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the killed PostgreSQL was still running 30 s later"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let socket = self.dir.path().join(format!(".s.PGSQL.{}", self.port));
+        let socket_lock = self.dir.path().join(format!(".s.PGSQL.{}.lock", self.port));
+        for stale in [pid_file, socket, socket_lock] {
+            // The socket may be gone already; a lock file that stays would stop the restart.
+            let _ = std::fs::remove_file(&stale);
+        }
+    }
+
     /// Starts the stopped server again on the same port and data. Blocking.
     pub fn start_again(&self) {
         let data = self.data_dir();
