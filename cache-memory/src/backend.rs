@@ -1,6 +1,6 @@
 //! `MemoryBackend`: the `Backend` impl over a moka cache of bytes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
@@ -81,6 +81,8 @@ pub struct MemoryBackend {
     batch_gate: RwLock<()>,
     /// Set by `close`: every later call fails, as on every other store.
     closed: AtomicBool,
+    /// Bytes written since moka last settled its bound (see [`MemoryBackend::admitted`]).
+    unsettled: AtomicU64,
     bound: Bound,
     max_key_bytes: usize,
 }
@@ -154,6 +156,7 @@ impl MemoryBackendBuilder {
             entries,
             batch_gate: RwLock::new(()),
             closed: AtomicBool::new(false),
+            unsettled: AtomicU64::new(0),
             bound: self.bound,
             max_key_bytes: self.max_key_bytes,
         }
@@ -229,7 +232,26 @@ impl MemoryBackend {
         if ttl == Some(Duration::ZERO) {
             self.entries.invalidate(&key);
         } else {
+            let weight = (key.len() + value.len() + ENTRY_OVERHEAD_BYTES) as u64;
             self.entries.insert(key, Entry::new(value, ttl, now));
+            self.admitted(weight);
+        }
+    }
+
+    /// Counts `weight` bytes just written. Moka admits writes at once and evicts in its
+    /// maintenance, which runs now and then: a burst of large values would stay above the byte
+    /// bound (and in RSS) until it ran. Once the bytes written since the last maintenance reach a
+    /// sixteenth of the bound, run it here, so the store never holds much more than its bound.
+    /// Small values of a large store rarely reach that; a value of a sixteenth of the bound or
+    /// more settles the bound at once.
+    fn admitted(&self, weight: u64) {
+        let Bound::Bytes(max) = self.bound else {
+            return;
+        };
+        let unsettled = self.unsettled.fetch_add(weight, Ordering::Relaxed) + weight;
+        if unsettled >= max / 16 {
+            self.unsettled.store(0, Ordering::Relaxed);
+            self.entries.run_pending_tasks();
         }
     }
 
@@ -341,6 +363,10 @@ impl Backend for MemoryBackend {
                     _ if ttl == Some(Duration::ZERO) => Op::Nop,
                     _ => Op::Put(Entry::new(value, ttl, now)),
                 });
+        if let CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) = &outcome {
+            let weight = entry.key().len() + entry.value().value.len() + ENTRY_OVERHEAD_BYTES;
+            self.admitted(weight as u64);
+        }
         Ok(match outcome {
             CompResult::Inserted(_) | CompResult::ReplacedWith(_) | CompResult::Removed(_) => true,
             // Nop on an absent key is the zero-TTL write: written, and gone at once.

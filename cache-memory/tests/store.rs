@@ -164,3 +164,45 @@ async fn a_value_heavier_than_the_byte_bound_is_refused_whole() {
         "a refused batch wrote a key"
     );
 }
+
+/// Bursts of large values into a byte bound: moka evicts in the background, so without help a
+/// burst would stay admitted above the bound until its maintenance ran. After every write the
+/// store holds at most its bound.
+#[tokio::test]
+async fn bursts_of_large_values_stay_within_the_byte_bound() {
+    const BOUND: u64 = 10 * 1024 * 1024;
+    let store = MemoryBackend::builder().max_bytes(BOUND).build();
+    let value = Bytes::from(vec![1; 3 * 1024 * 1024]);
+    for i in 0..50 {
+        store
+            .set(&format!("k{i}"), value.clone(), None, Condition::Always)
+            .await
+            .unwrap();
+        let keys: Vec<String> = (0..=i).map(|n| format!("k{n}")).collect();
+        let held = store
+            .get_many(&keys)
+            .await
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|value| value.len() as u64)
+            .sum::<u64>();
+        assert!(
+            held <= BOUND,
+            "after {} writes the store serves {held} bytes",
+            i + 1
+        );
+    }
+    let batch: Vec<(String, Bytes)> = (0..20).map(|i| (format!("b{i}"), value.clone())).collect();
+    store.set_many(batch, None).await.unwrap();
+    let keys: Vec<String> = (0..20).map(|n| format!("b{n}")).collect();
+    let held: u64 = store
+        .get_many(&keys)
+        .await
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|value| value.len() as u64)
+        .sum();
+    assert!(held <= BOUND, "after a batch the store serves {held} bytes");
+}
