@@ -165,6 +165,18 @@ async fn a_value_heavier_than_the_byte_bound_is_refused_whole() {
     );
 }
 
+/// How many value bytes `store` serves for `keys`.
+async fn served_bytes(store: &MemoryBackend, keys: &[String]) -> u64 {
+    store
+        .get_many(keys)
+        .await
+        .unwrap_or_else(|error| panic!("get_many failed: {error}"))
+        .iter()
+        .flatten()
+        .map(|value| value.len() as u64)
+        .sum()
+}
+
 /// Bursts of large values into a byte bound: moka evicts in the background, so without help a
 /// burst would stay admitted above the bound until its maintenance ran. After every write the
 /// store holds at most its bound.
@@ -179,14 +191,7 @@ async fn bursts_of_large_values_stay_within_the_byte_bound() {
             .await
             .unwrap();
         let keys: Vec<String> = (0..=i).map(|n| format!("k{n}")).collect();
-        let held = store
-            .get_many(&keys)
-            .await
-            .unwrap()
-            .iter()
-            .flatten()
-            .map(|value| value.len() as u64)
-            .sum::<u64>();
+        let held = served_bytes(&store, &keys).await;
         assert!(
             held <= BOUND,
             "after {} writes the store serves {held} bytes",
@@ -196,13 +201,6 @@ async fn bursts_of_large_values_stay_within_the_byte_bound() {
     let batch: Vec<(String, Bytes)> = (0..20).map(|i| (format!("b{i}"), value.clone())).collect();
     store.set_many(batch, None).await.unwrap();
     let keys: Vec<String> = (0..20).map(|n| format!("b{n}")).collect();
-    let held: u64 = store
-        .get_many(&keys)
-        .await
-        .unwrap()
-        .iter()
-        .flatten()
-        .map(|value| value.len() as u64)
-        .sum();
+    let held = served_bytes(&store, &keys).await;
     assert!(held <= BOUND, "after a batch the store serves {held} bytes");
 }
