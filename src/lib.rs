@@ -42,13 +42,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Everything of [`cache_core`] is re-exported here: [`Backend`] for writing a store,
-//! [`Serializer`] with [`Cbor`] (default), [`Json`] and [`Raw`], and the [`Error`] type.
+//! The application API of [`cache_core`] is re-exported here: [`Cache`] and its builder,
+//! [`Serializer`] with [`Cbor`] (default), [`Json`] and [`Raw`], the [`Error`] type, the
+//! [`layers`] to stack with [`CacheBuilder::layer`], and [`Backend`], the trait every store
+//! implements. What store and layer authors need besides lives in [`raw`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod open;
 
-pub use cache_core::*;
+pub use cache_core::{
+    Backend, BoxError, Bytes, Cache, CacheBuilder, Cbor, Condition, DecodePolicy, Error, Json,
+    Layer, Raw, Result, Serializer, SetOptions, Ttl, layers, raw, testing,
+};
 pub use open::open;
 
 #[cfg(feature = "memory")]

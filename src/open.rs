@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use cache_core::{Backend, Error, Result, redact_url};
+use cache_core::raw::redact_url;
+use cache_core::{Backend, Error, Result};
 
 /// Opens the store a URL names, ready to hand to [`Cache::builder`](crate::Cache::builder).
 ///

@@ -37,7 +37,7 @@ pub enum Ttl {
 /// - Keys are any UTF-8 string, values any bytes. A store that cannot hold a key returns
 ///   [`Error::InvalidKey`](crate::Error::InvalidKey); it never stores a different key.
 /// - `ttl: None` means no expiry. `Some(d)` expires the key after `d`, honoured to the
-///   millisecond (round partial milliseconds up: see [`ttl_millis`](crate::ttl_millis));
+///   millisecond (round partial milliseconds up: see [`ttl_millis`](crate::raw::ttl_millis));
 ///   `Some(Duration::ZERO)` means already expired: the key is gone afterwards. TTLs too long for
 ///   the store clamp rather than overflow.
 /// - An expired key is absent for every method, including `delete`, `contains`, `ttl`,
@@ -53,7 +53,9 @@ pub enum Ttl {
 ///   serves again once it is back.
 ///
 /// The trait is object safe: `Arc<dyn Backend>` is what [`Cache`](crate::Cache) holds, so a URL
-/// can choose the store at run time.
+/// can choose the store at run time. A store that wraps another (metrics, timeouts, fault
+/// injection) implements [`raw::Forward`](crate::raw::Forward) instead, which forwards every
+/// method it does not override.
 #[async_trait]
 pub trait Backend: Debug + Send + Sync + 'static {
     /// A short name for messages and metrics: `memory`, `sqlite`, `redis`, `postgres`, …
@@ -63,14 +65,9 @@ pub trait Backend: Debug + Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
     /// The values under `keys`, positionally: `result[i]` belongs to `keys[i]`. Duplicates are
-    /// allowed and answered at each position.
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            values.push(self.get(key).await?);
-        }
-        Ok(values)
-    }
+    /// allowed and answered at each position. One round trip (a store that truly cannot batch
+    /// calls [`fallback::get_many_each`](crate::raw::fallback::get_many_each), on purpose).
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>>;
 
     /// Writes `value` under `key` with `ttl`; returns whether it wrote (always `true` for
     /// [`Condition::Always`]).
@@ -83,31 +80,15 @@ pub trait Backend: Debug + Send + Sync + 'static {
     ) -> Result<bool>;
 
     /// Writes every entry with the same `ttl`, atomically. When a key appears twice, the last
-    /// entry wins.
-    ///
-    /// The default loops over [`Backend::set`] and is neither atomic nor one round trip: real
-    /// stores override it.
-    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
-        for (key, value) in entries {
-            self.set(&key, value, ttl, Condition::Always).await?;
-        }
-        Ok(())
-    }
+    /// entry wins. There is no per-key fallback: a loop of `set` calls is not atomic.
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()>;
 
     /// Removes `key`; returns whether it was present (and not expired).
     async fn delete(&self, key: &str) -> Result<bool>;
 
-    /// Removes `keys`; returns how many distinct present keys were removed.
-    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        let mut seen = std::collections::HashSet::with_capacity(keys.len());
-        let mut removed = 0;
-        for key in keys {
-            if seen.insert(key.as_str()) && self.delete(key).await? {
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
+    /// Removes `keys`; returns how many distinct present keys were removed. One round trip (or
+    /// [`fallback::delete_many_each`](crate::raw::fallback::delete_many_each), on purpose).
+    async fn delete_many(&self, keys: &[String]) -> Result<u64>;
 
     /// Whether `key` is present and not expired.
     async fn contains(&self, key: &str) -> Result<bool>;

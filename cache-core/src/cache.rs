@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::single_flight::{self, Flights, Role};
-use crate::{Backend, BoxError, Cbor, Condition, Error, Result, Serializer, SetOptions, Ttl};
+use crate::{
+    Backend, BoxError, Cbor, Condition, Error, Layer, Result, Serializer, SetOptions, Ttl,
+};
 
 tokio::task_local! {
     /// The keys the current task is loading, each with the cache it loads for: a loader that
@@ -139,6 +141,18 @@ impl<V, S> CacheBuilder<V, S> {
     /// The TTL of writes that do not choose one. Default: no expiry.
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Wraps the store in `layer` (timeouts, retries, observation, fault injection: see
+    /// [`layers`](crate::layers), or write one with [`raw::Forward`](crate::raw::Forward)).
+    ///
+    /// Layers stack in the order given: each wraps everything given before it, so the last one
+    /// is the outermost, the first that a call goes through. `.layer(Retry::new(…))
+    /// .layer(Observe::new(…))` observes each call once, retries included inside it;
+    /// `.layer(Timeout::new(…)).layer(Retry::new(…))` gives each attempt its own deadline.
+    pub fn layer(mut self, layer: impl Layer) -> Self {
+        self.backend = layer.layer(self.backend);
         self
     }
 

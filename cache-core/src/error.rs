@@ -37,6 +37,8 @@ pub enum Error {
         /// The driver's error.
         #[source]
         source: BoxError,
+        /// Whether the same call may well succeed if made again: see [`Error::is_transient`].
+        transient: bool,
     },
     /// The bytes under a key could not be decoded into the requested type.
     #[error("cannot decode the value under key {}: {source}", ShowKey(key))]
@@ -127,7 +129,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// A [`Error::Backend`] for `operation` on `store`, with the key if there is one.
+    /// A [`Error::Backend`] for `operation` on `store`, with the key if there is one. It is not
+    /// transient; a store's error mapping marks the ones that are with
+    /// [`Error::with_transient`].
     pub fn backend(
         store: &'static str,
         operation: &'static str,
@@ -139,6 +143,62 @@ impl Error {
             operation,
             key: key.map(str::to_owned),
             source: source.into(),
+            transient: false,
+        }
+    }
+
+    /// This error, marked transient or not when it is an [`Error::Backend`] (other errors are
+    /// never transient). Each store calls it in its one error-mapping function.
+    #[must_use]
+    pub fn with_transient(mut self, is_transient: bool) -> Self {
+        if let Error::Backend { transient, .. } = &mut self {
+            *transient = is_transient;
+        }
+        self
+    }
+
+    /// Whether the same call may well succeed if made again soon: the store's connection was
+    /// refused, lost or timed out, or the store was busy (a SQLite lock held too long, a Redis
+    /// Cluster slot moving, a PostgreSQL server starting or shutting down). Retry and
+    /// fail-safe layers retry or fall back on these only; a bad key, a value too large, a
+    /// decode error, a configuration error or a server that refused the command are never
+    /// transient.
+    ///
+    /// ```
+    /// use cache_core::Error;
+    ///
+    /// let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    /// assert!(Error::backend("redis", "get", Some("k"), reset).with_transient(true).is_transient());
+    /// assert!(!Error::invalid_key("k", "too long").with_transient(true).is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend {
+                transient: true,
+                ..
+            }
+        )
+    }
+
+    /// A short, stable name of the error's kind, for metrics labels and logs: `backend`,
+    /// `transient` (a transient `backend` error), `decode`, `encode`, `invalid_key`,
+    /// `value_too_large`, `load_cycle`, `load_timeout`, `config`, `unsupported` or `load`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Backend {
+                transient: true, ..
+            } => "transient",
+            Error::Backend { .. } => "backend",
+            Error::Decode { .. } => "decode",
+            Error::Encode { .. } => "encode",
+            Error::InvalidKey { .. } => "invalid_key",
+            Error::ValueTooLarge { .. } => "value_too_large",
+            Error::LoadCycle { .. } => "load_cycle",
+            Error::LoadTimeout { .. } => "load_timeout",
+            Error::Config { .. } => "config",
+            Error::Unsupported { .. } => "unsupported",
+            Error::Load { .. } => "load",
         }
     }
 

@@ -4,12 +4,12 @@
 mod backend;
 mod cache;
 mod error;
+pub mod layers;
 mod options;
-mod redact;
+pub mod raw;
 mod serializer;
 mod single_flight;
 pub mod testing;
-mod ttl;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -20,6 +20,5 @@ pub use bytes::Bytes;
 pub use cache::{Cache, CacheBuilder, DecodePolicy};
 pub use error::{BoxError, Error, Result};
 pub use options::SetOptions;
-pub use redact::{is_secret_option, redact_url};
+pub use raw::Layer;
 pub use serializer::{Cbor, Json, Raw, Serializer};
-pub use ttl::{MAX_TTL_MILLIS, ttl_millis};

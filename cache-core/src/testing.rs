@@ -44,7 +44,7 @@ impl Entry {
 
 fn deadline(ttl: Option<Duration>, now: Instant) -> Option<Instant> {
     ttl.map(|ttl| {
-        let millis = crate::ttl_millis(ttl);
+        let millis = crate::raw::ttl_millis(ttl);
         now.checked_add(Duration::from_millis(millis))
             .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
     })

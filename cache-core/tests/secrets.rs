@@ -1,7 +1,7 @@
 //! `redact_url` hides every password shape in every URL form, parsed or not.
 
 use cache_core::conformance::secrets::{OPTION, PASSWORD, check_passwords_stay_hidden};
-use cache_core::redact_url;
+use cache_core::raw::redact_url;
 
 #[test]
 fn redaction_hides_every_piece_of_every_password() {

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::conformance::{Case, cases, run_all_on_one_store, run_case};
-use cache_core::{Backend, Condition, Error, Result, Ttl, ttl_millis};
+use cache_core::raw::ttl_millis;
+use cache_core::{Backend, Condition, Error, Result, Ttl};
 
 /// One planted bug each. The comment says what real code it stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
+use cache_core::raw::ttl_millis;
+use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait};
 use moka::Expiry;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;

@@ -15,7 +15,7 @@ impl MemoryBackend {
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
         // A mistyped URL may still carry credentials: only its redacted form is ever shown.
-        let shown = cache_core::redact_url(url);
+        let shown = cache_core::raw::redact_url(url);
         let parsed = url::Url::parse(url)
             .map_err(|error| Error::config_with(format!("invalid memory URL {shown}"), error))?;
         if parsed.scheme() != "memory" {

@@ -125,6 +125,7 @@ async fn calls_after_close_fail_with_a_backend_error() {
     store.close().await.unwrap();
     let err = store.get("k").await.unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(!err.is_transient(), "a closed store stays closed: {err}");
     assert!(err.to_string().contains("closed"), "{err}");
     let batch = store.set_many(vec![("a".into(), Bytes::new())], None).await;
     assert!(matches!(batch, Err(Error::Backend { .. })), "{batch:?}");

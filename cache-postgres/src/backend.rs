@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait, ttl_millis};
+use cache_core::raw::{prefix_upper_bound_bytes, ttl_millis};
+use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait};
 use sqlx::Row;
 use sqlx::postgres::types::PgInterval;
 use tokio::task::JoinHandle;
@@ -12,7 +13,6 @@ use tokio::time::MissedTickBehavior;
 
 use crate::config::PostgresConfig;
 use crate::core::Core;
-use crate::schema::prefix_upper_bound;
 
 /// TTLs clamp here: far beyond any cache's needs, and far inside `timestamptz`'s range (which
 /// ends in the year 294276) whatever the server's clock says.
@@ -427,7 +427,7 @@ impl Backend for PostgresBackend {
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
         let core = &self.core;
         let mut connection = core.acquire("clear_prefix", Some(prefix)).await?;
-        let query = match prefix_upper_bound(prefix.as_bytes()) {
+        let query = match prefix_upper_bound_bytes(prefix.as_bytes()) {
             Some(upper) => sqlx::query_scalar::<_, i64>(core.sql.clear_range.clone())
                 .bind(prefix.as_bytes())
                 .bind(upper),

@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use cache_core::{Error, Result, ttl_millis};
+use cache_core::raw::ttl_millis;
+use cache_core::{Error, Result};
 use sqlx::postgres::PgConnectOptions;
 
 /// The table used when the URL names none.
@@ -245,7 +246,7 @@ impl PostgresConfig {
                          {redacted_url}; percent-encode `&` in a password as %26"
                     )));
                 }
-                after_secret |= cache_core::is_secret_option(name);
+                after_secret |= cache_core::raw::is_secret_option(name);
                 if STORE_OPTIONS.contains(&name) {
                     config = config.apply_option(name, &value)?;
                 } else if DRIVER_OPTIONS.contains(&name) || is_driver_setting(name) {
@@ -456,7 +457,7 @@ fn parse_duration(name: &str, value: &str) -> Result<Duration> {
 }
 
 /// `url` with the password (in the user part, or a `password=`, `sslpassword=` or other option
-/// that [`cache_core::is_secret_option`] names) replaced by `***`.
+/// that [`cache_core::raw::is_secret_option`] names) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
@@ -465,13 +466,13 @@ pub fn redact_url(url: &str) -> String {
             }
             if parsed
                 .query_pairs()
-                .any(|(name, _)| cache_core::is_secret_option(&name))
+                .any(|(name, _)| cache_core::raw::is_secret_option(&name))
             {
                 // Options after a secret one, and the fragment, go too: a raw `&` or `#` in the
                 // secret would let its tail show as another option's name or as the fragment.
                 let mut pairs: Vec<(String, String)> = Vec::new();
                 for (name, value) in parsed.query_pairs() {
-                    if cache_core::is_secret_option(&name) {
+                    if cache_core::raw::is_secret_option(&name) {
                         pairs.push((name.into_owned(), "***".to_owned()));
                         break;
                     }

@@ -66,12 +66,14 @@ impl Core {
                     other => other,
                 };
                 let url = config.redacted_url().to_owned();
+                let transient = is_transient(&source);
                 return Err(Error::backend(
                     "postgres",
                     "connect",
                     None,
                     ConnectError { url, source },
-                ));
+                )
+                .with_transient(transient));
             }
         };
         Self::ensure_table(&pool, &config).await?;
@@ -100,12 +102,10 @@ impl Core {
             Err(_) => {
                 // Mid-transaction, the connection's state is unknown: never reuse it.
                 connection.close_on_drop();
-                Err(Error::backend(
-                    "postgres",
-                    "create_table",
-                    None,
-                    StatementTimedOut(limit),
-                ))
+                Err(
+                    Error::backend("postgres", "create_table", None, StatementTimedOut(limit))
+                        .with_transient(true),
+                )
             }
         }
     }
@@ -161,12 +161,10 @@ impl Core {
                 // them all would churn the pool under load. If the server is really gone, their
                 // next use fails as connection lost, and that retires them.
                 connection.close_on_drop();
-                Err(Error::backend(
-                    "postgres",
-                    operation,
-                    key,
-                    StatementTimedOut(limit),
-                ))
+                Err(
+                    Error::backend("postgres", operation, key, StatementTimedOut(limit))
+                        .with_transient(true),
+                )
             }
         }
     }
@@ -279,13 +277,26 @@ fn is_connection_lost(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Errors after which the same call may well succeed if made again: a lost or refused
+/// connection, a pool with no connection free in time, a server starting or shutting down, and
+/// the conflicts PostgreSQL itself says to retry (serialization failure, deadlock, lock not
+/// available, too many connections, a statement cancelled by its timeout).
+fn is_transient(error: &sqlx::Error) -> bool {
+    is_connection_lost(error)
+        || matches!(error, sqlx::Error::PoolTimedOut)
+        || matches!(error, sqlx::Error::Database(error) if error.code().is_some_and(|code| {
+            matches!(code.as_ref(), "40001" | "40P01" | "55P03" | "53300" | "57014")
+        }))
+}
+
 /// Every sqlx error becomes an [`Error::Backend`] of store `postgres` with the operation and key.
 pub(crate) fn map_postgres_error(
     operation: &'static str,
     key: Option<&str>,
     error: sqlx::Error,
 ) -> Error {
-    Error::backend("postgres", operation, key, error)
+    let transient = is_transient(&error);
+    Error::backend("postgres", operation, key, error).with_transient(transient)
 }
 
 /// How long the one extra connection attempt that names the cause of an empty pool may take.
@@ -302,7 +313,8 @@ async fn no_connection(
     waited: Duration,
 ) -> Error {
     let cause = probe_cause(&pool.connect_options()).await;
-    Error::backend("postgres", operation, key, NoConnection { waited, cause })
+    // No connection now; the server may be back for the next call.
+    Error::backend("postgres", operation, key, NoConnection { waited, cause }).with_transient(true)
 }
 
 /// One direct connection attempt, bounded by [`CAUSE_PROBE`]: its error, if it fails with one.

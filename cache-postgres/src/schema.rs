@@ -40,21 +40,6 @@ pub fn ddl(table: &TableName, unlogged: bool) -> [String; 2] {
     ]
 }
 
-/// A prefix is a range of keys in byte order: `[prefix, upper)`, where `upper` is the least byte
-/// string greater than every string starting with `prefix`: the prefix with its trailing `0xFF`
-/// bytes dropped and its last byte stepped up. `None` means no upper end (the empty prefix).
-/// Keys are UTF-8, which never holds `0xFF`, but the rule does not rely on it.
-pub(crate) fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut upper = prefix.to_vec();
-    while let Some(last) = upper.pop() {
-        if last < u8::MAX {
-            upper.push(last + 1);
-            return Some(upper);
-        }
-    }
-    None
-}
-
 /// Every statement the store runs, built once per store with its table name in place.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -263,27 +248,6 @@ async fn check_shape(tx: &mut Transaction<'_, Postgres>, config: &PostgresConfig
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_ranges_cover_exactly_the_prefixed_keys() {
-        assert_eq!(prefix_upper_bound(b""), None);
-        assert_eq!(prefix_upper_bound(b"a:").as_deref(), Some(&b"a;"[..]));
-        assert_eq!(prefix_upper_bound(b"a\xff\xff").as_deref(), Some(&b"b"[..]));
-        assert_eq!(prefix_upper_bound(b"\xff"), None);
-        assert_eq!(prefix_upper_bound(b"%_").as_deref(), Some(&b"%`"[..]));
-        let keys: [&[u8]; 12] = [
-            b"a:", b"a:x", b"a:\xff", b"a;", b"a", b"a9", b"A:x", b"b", b"a:\x7f", b"ab:", b"a\0",
-            b"",
-        ];
-        for prefix in [&b"a:"[..], b"a", b"", b"\xff", b"a:\xff", b"a\0"] {
-            let upper = prefix_upper_bound(prefix);
-            for key in keys {
-                // Rust orders byte slices as PostgreSQL orders bytea.
-                let in_range = key >= prefix && upper.as_deref().is_none_or(|upper| key < upper);
-                assert_eq!(in_range, key.starts_with(prefix), "{prefix:?} / {key:?}");
-            }
-        }
-    }
 
     #[test]
     fn ddl_quotes_the_table_and_names_the_index() {

@@ -37,6 +37,10 @@ async fn timed_get(store: &PostgresBackend, key: &str) -> Result<Option<Bytes>, 
         .unwrap_or_else(|_| panic!("a get hung for more than {:?}", call_limit()));
     if let Err(error) = &result {
         assert!(matches!(error, Error::Backend { .. }), "{error:?}");
+        assert!(
+            error.is_transient(),
+            "a server away is worth a retry: {error:?}"
+        );
     }
     assert!(started.elapsed() < call_limit());
     result

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait, ttl_millis};
+use cache_core::raw::ttl_millis;
+use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait};
 use futures_util::future::{join_all, try_join_all};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 

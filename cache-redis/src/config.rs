@@ -5,7 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cache_core::{Error, Result, redact_url};
+use cache_core::raw::redact_url;
+use cache_core::{Error, Result};
 use percent_encoding::percent_decode_str;
 
 /// How long a connection attempt may take unless the URL says otherwise.
@@ -176,7 +177,7 @@ impl RedisConfig {
         let mut after_secret = false;
         for (name, value) in query_pairs(query) {
             config.apply_option(url, &name, &value, after_secret)?;
-            after_secret |= cache_core::is_secret_option(&name);
+            after_secret |= cache_core::raw::is_secret_option(&name);
         }
         if config.tls_ca.is_some() && !config.tls {
             return Err(invalid(url, "tls_ca applies to rediss:// URLs only"));
@@ -214,7 +215,7 @@ impl RedisConfig {
                 "pass" => config.password = Some(value.into_owned()).filter(|v| !v.is_empty()),
                 _ => config.apply_option(url, &name, &value, after_secret)?,
             }
-            after_secret |= cache_core::is_secret_option(&name);
+            after_secret |= cache_core::raw::is_secret_option(&name);
         }
         // Ignoring it would leave the caller believing the socket's peer is verified.
         if config.tls_ca.is_some() {

@@ -426,10 +426,12 @@ impl Core {
             let message = error.to_string();
             if message.contains(password) {
                 let scrubbed = io::Error::other(message.replace(password, "***"));
-                return Error::backend(STORE, operation, key, scrubbed);
+                return Error::backend(STORE, operation, key, scrubbed)
+                    .with_transient(is_transient(&error));
             }
         }
-        Error::backend(STORE, operation, key, error)
+        let transient = is_transient(&error);
+        Error::backend(STORE, operation, key, error).with_transient(transient)
     }
 
     /// The cluster's slot map, asked of the cluster once and kept until a call meets a
@@ -471,6 +473,16 @@ impl Core {
 
     pub(crate) fn deadline(&self) -> Duration {
         self.deadline
+    }
+}
+
+/// Whether a call that failed with `error` may well succeed if made again: the driver's own
+/// judgement (a lost or refused connection, a timeout, a server that is loading, a cluster slot
+/// that moved or a cluster that is down), except that a refused password stays refused.
+fn is_transient(error: &RedisError) -> bool {
+    match error.retry_method() {
+        redis::RetryMethod::NoRetry => false,
+        _ => error.kind() != redis::ErrorKind::AuthenticationFailed,
     }
 }
 

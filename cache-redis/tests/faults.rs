@@ -91,11 +91,17 @@ async fn every_call_fails_with_backend_error(store: &RedisBackend) {
     ];
     for (call, outcome) in outcomes {
         match outcome {
-            Err(Error::Backend {
-                store, operation, ..
-            }) => {
+            Err(
+                error @ Error::Backend {
+                    store, operation, ..
+                },
+            ) => {
                 assert_eq!(store, "redis");
                 assert_eq!(operation, call);
+                assert!(
+                    error.is_transient(),
+                    "a server away is worth a retry: {error}"
+                );
             }
             other => panic!("{call} with the server gone: expected Error::Backend, got {other:?}"),
         }
@@ -232,7 +238,10 @@ async fn connecting_to_a_dead_server_is_a_prompt_backend_error() {
     let url = format!("{}?{TIMEOUTS}", server.url());
     server.kill();
     match no_hang("connect", RedisBackend::connect(&url)).await {
-        Err(Error::Backend { operation, .. }) => assert_eq!(operation, "connect"),
+        Err(error @ Error::Backend { operation, .. }) => {
+            assert_eq!(operation, "connect");
+            assert!(error.is_transient(), "{error}");
+        }
         other => panic!("expected Error::Backend, got {other:?}"),
     }
 }

@@ -53,6 +53,10 @@ async fn passwords_work_and_never_show_in_debug_or_errors() {
                     .await
                     .expect_err("an unauthenticated get fails");
                 assert!(matches!(error, Error::Backend { .. }), "{error:?}");
+                assert!(
+                    !error.is_transient(),
+                    "a refused login is not worth a retry: {error:?}"
+                );
                 assert!(!format!("{error:?}").contains(PASSWORD));
             }
         }

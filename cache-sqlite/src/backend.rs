@@ -4,16 +4,14 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait, ttl_millis};
+use cache_core::raw::{prefix_upper_bound, ttl_millis};
+use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait};
 use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteBackendBuilder;
 use crate::config::Location;
-use crate::core::{
-    Settings, Target, Workers, array_keys, key_array, map_sqlite_error, prefix_upper_bound,
-    with_array,
-};
+use crate::core::{Settings, Target, Workers, array_keys, key_array, map_sqlite_error, with_array};
 
 /// Reads are CPU bound: past one thread per core they only queue on the scheduler.
 const MAX_DEFAULT_READERS: usize = 4;

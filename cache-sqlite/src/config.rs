@@ -109,7 +109,7 @@ impl SqliteBackendBuilder {
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
         // A mistyped URL may still carry credentials: only its redacted form is ever shown.
-        let shown = cache_core::redact_url(url);
+        let shown = cache_core::raw::redact_url(url);
         let rest = url
             .get(..7)
             .filter(|scheme| scheme.eq_ignore_ascii_case("sqlite:"))
@@ -323,7 +323,7 @@ fn validate_table_name(name: &str) -> Result<()> {
 /// Percent-decodes the path of a URL (`+` stays `+`: this is a path, not a form).
 fn decode_path(url: &str, encoded: &str) -> Result<String> {
     let bad = |why: &str| {
-        let shown = cache_core::redact_url(url);
+        let shown = cache_core::raw::redact_url(url);
         Error::config(format!("the path in the SQLite URL {shown} {why}"))
     };
     let mut bytes = Vec::with_capacity(encoded.len());

@@ -154,6 +154,7 @@ pub(crate) fn map_sqlite_error(
     {
         return Error::invalid_key(&too_long.key, too_long.to_string());
     }
+    let transient = matches!(&failure, Failure::Sqlite(error) if is_busy(error));
     let explained = match failure {
         Failure::Sqlite(error) => Explained {
             context: hint(&error).to_owned(),
@@ -164,7 +165,8 @@ pub(crate) fn map_sqlite_error(
             source: None,
         },
     };
-    Error::backend(STORE, operation, key, explained)
+    // A lock held past the busy timeout is the one failure that waiting may cure.
+    Error::backend(STORE, operation, key, explained).with_transient(transient)
 }
 
 /// An error opening `what`, worded for the person who configured it.
@@ -299,24 +301,6 @@ impl Sql {
             ),
         }
     }
-}
-
-/// The smallest string above every string that starts with `prefix`, in the byte order of UTF-8
-/// (which is code point order), or `None` when no string is: the upper end of a prefix range.
-pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let mut next = u32::from(last) + 1;
-        // Surrogates are not chars; the next char after them is U+E000.
-        if (0xD800..=0xDFFF).contains(&next) {
-            next = 0xE000;
-        }
-        if let Some(next) = char::from_u32(next) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 /// Where the database is, resolved for connecting.
@@ -1161,60 +1145,5 @@ mod tests {
             "{purge}"
         );
         assert!(!purge.contains("SCAN t"), "{purge}");
-    }
-
-    #[test]
-    fn prefix_upper_bound_is_the_next_string_past_the_prefix() {
-        assert_eq!(prefix_upper_bound("a:").as_deref(), Some("a;"));
-        assert_eq!(prefix_upper_bound("").as_deref(), None);
-        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_upper_bound("\u{10FFFF}\u{10FFFF}").as_deref(), None);
-        assert_eq!(
-            prefix_upper_bound("x\u{D7FF}").as_deref(),
-            Some("x\u{E000}")
-        );
-        assert_eq!(prefix_upper_bound("é").as_deref(), Some("ê"));
-    }
-
-    #[test]
-    fn every_string_with_the_prefix_sorts_inside_the_range() {
-        let prefixes = ["a:", "%_", "Z", "\u{7F}", "é\u{FFFF}", "a\u{10FFFF}"];
-        let probes = [
-            "",
-            "a",
-            "a:",
-            "a:b",
-            "a;",
-            "a:\u{10FFFF}",
-            "%",
-            "%_",
-            "%_x",
-            "%`",
-            "Z",
-            "Z\u{0}",
-            "[",
-            "\u{7F}",
-            "\u{80}",
-            "é",
-            "é\u{FFFF}",
-            "é\u{FFFF}\u{10000}",
-            "é\u{10000}",
-            "a\u{10FFFF}z",
-            "b",
-        ];
-        for prefix in prefixes {
-            let upper = prefix_upper_bound(prefix);
-            for probe in probes {
-                let in_range = probe.as_bytes() >= prefix.as_bytes()
-                    && upper
-                        .as_ref()
-                        .is_none_or(|upper| probe.as_bytes() < upper.as_bytes());
-                assert_eq!(
-                    in_range,
-                    probe.starts_with(prefix),
-                    "prefix {prefix:?}, key {probe:?}"
-                );
-            }
-        }
     }
 }

@@ -361,6 +361,10 @@ async fn expect_read_only_errors(dir: &Path, existing: &Path) {
         .await
         .expect_err("opening a read-only database must fail");
     assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(
+        !err.is_transient(),
+        "a read-only file stays read-only: {err}"
+    );
     let message = err.to_string();
     assert!(message.contains("read-only"), "{message}");
     assert!(

@@ -584,6 +584,10 @@ async fn a_lock_held_past_the_busy_timeout_is_a_backend_error_and_the_store_reco
         .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert!(err.to_string().contains("busy timeout"), "{err}");
+    assert!(
+        err.is_transient(),
+        "a lock held too long is worth a retry: {err}"
+    );
     // Readers are not blocked by a writer.
     assert_eq!(store.get("k").await.unwrap(), None);
     raw.execute_batch("COMMIT").unwrap();

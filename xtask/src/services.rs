@@ -313,7 +313,7 @@ pub fn provide(kinds: &[Kind]) -> Result<Provided> {
 }
 
 /// The URL with its passwords hidden, for messages.
-pub use cachette::redact_url as redact;
+pub use cachette::raw::redact_url as redact;
 
 #[cfg(test)]
 mod tests {

@@ -38,7 +38,7 @@
 //! right after the write and after time has passed, next to near-miss keys, with batches larger
 //! than any chunk a store would pick, and with a reader on a second handle. Black-box, they cannot
 //! see: a TTL off by less than about a millisecond (each store unit-tests its own conversion
-//! against [`ttl_millis`](crate::ttl_millis)); atomicity across Redis Cluster hash slots (the
+//! against [`ttl_millis`](crate::raw::ttl_millis)); atomicity across Redis Cluster hash slots (the
 //! contract promises it per slot only); a bounded store's eviction policy; durability across a
 //! crash (the outage case, [`outage::run`], covers a restart).
 //!

@@ -13,7 +13,7 @@
 //!
 //! // A parser that shows nothing of what it parses passes.
 //! check_passwords_stay_hidden(&[&format!("memory://u:{PASSWORD}@h")], |url| {
-//!     shown(&Err::<(), _>(cache_core::Error::config(cache_core::redact_url(url))))
+//!     shown(&Err::<(), _>(cache_core::Error::config(cache_core::raw::redact_url(url))))
 //! });
 //! ```
 

@@ -11,12 +11,12 @@ pub const MAX_TTL_MILLIS: u64 = 1 << 53;
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::ttl_millis;
+/// use cache_core::raw::ttl_millis;
 ///
 /// assert_eq!(ttl_millis(Duration::from_micros(1)), 1);
 /// assert_eq!(ttl_millis(Duration::from_millis(1500)), 1500);
 /// assert_eq!(ttl_millis(Duration::ZERO), 0);
-/// assert_eq!(ttl_millis(Duration::MAX), cache_core::MAX_TTL_MILLIS);
+/// assert_eq!(ttl_millis(Duration::MAX), cache_core::raw::MAX_TTL_MILLIS);
 /// ```
 pub fn ttl_millis(ttl: Duration) -> u64 {
     let millis = ttl.as_millis();

@@ -13,11 +13,11 @@
 ///
 /// ```
 /// assert_eq!(
-///     cache_core::redact_url("redis://app:hunter2@cache.internal:6379/0"),
+///     cache_core::raw::redact_url("redis://app:hunter2@cache.internal:6379/0"),
 ///     "redis://app:***@cache.internal:6379/0"
 /// );
 /// assert_eq!(
-///     cache_core::redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2"),
+///     cache_core::raw::redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2"),
 ///     "redis+unix:///run/redis.sock?db=1&pass=***"
 /// );
 /// ```
@@ -78,9 +78,9 @@ pub fn redact_url(url: &str) -> String {
 /// options it refuses alike.
 ///
 /// ```
-/// assert!(cache_core::is_secret_option("PASS"));
-/// assert!(cache_core::is_secret_option("sslpassword"));
-/// assert!(!cache_core::is_secret_option("passive"));
+/// assert!(cache_core::raw::is_secret_option("PASS"));
+/// assert!(cache_core::raw::is_secret_option("sslpassword"));
+/// assert!(!cache_core::raw::is_secret_option("passive"));
 /// ```
 pub fn is_secret_option(name: &str) -> bool {
     let name = name.to_ascii_lowercase();

@@ -1,0 +1,228 @@
+//! The layer seam: a store that wraps a store and forwards what it does not change.
+
+use std::fmt::{self, Debug};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Backend, Condition, Result, Ttl};
+
+/// Wraps a store in another store: tower's one-method `Layer`, over the `Arc<dyn Backend>`
+/// everything above a store holds, so that layers stack at run time over whatever store a URL
+/// chose. [`CacheBuilder::layer`](crate::CacheBuilder::layer) applies them; the last layer
+/// given is the outermost, the first one a call goes through.
+///
+/// The wrapping store is usually a [`Forward`] implementation: see its example.
+pub trait Layer: Send + Sync + 'static {
+    /// `inner`, wrapped.
+    fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend>;
+}
+
+impl<L: Layer + ?Sized> Layer for Arc<L> {
+    fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        (**self).layer(inner)
+    }
+}
+
+/// A [`Layer`] made of a function, for one-off wrappers: see [`layer_fn`].
+#[derive(Clone)]
+pub struct LayerFn<F>(F);
+
+impl<F> Debug for LayerFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LayerFn")
+    }
+}
+
+/// A [`Layer`] that calls `wrap` on the inner store.
+pub fn layer_fn<F>(wrap: F) -> LayerFn<F>
+where
+    F: Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync + 'static,
+{
+    LayerFn(wrap)
+}
+
+impl<F> Layer for LayerFn<F>
+where
+    F: Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync + 'static,
+{
+    fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        (self.0)(inner)
+    }
+}
+
+/// A store that wraps another: opendal's `LayeredAccess`. Every method defaults to the same
+/// call on [`Forward::inner`], batches included, and every `Forward` is a [`Backend`]; so a
+/// layer overrides only what it changes and cannot lose a batch's single round trip or
+/// `set_many`'s atomicity by forgetting a method.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cache_core::Result<()> {
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use cache_core::{Backend, Bytes, Cache, Result, async_trait, raw::{Forward, layer_fn}};
+/// use cache_core::testing::ReferenceBackend;
+///
+/// /// Counts single-key reads that found nothing; everything else passes through unchanged.
+/// #[derive(Debug)]
+/// struct CountMisses { inner: Arc<dyn Backend>, misses: Arc<AtomicU64> }
+///
+/// #[async_trait]
+/// impl Forward for CountMisses {
+///     fn inner(&self) -> &dyn Backend { &*self.inner }
+///
+///     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+///         let value = self.inner.get(key).await?;
+///         if value.is_none() {
+///             self.misses.fetch_add(1, Ordering::Relaxed);
+///         }
+///         Ok(value)
+///     }
+/// }
+///
+/// let misses = Arc::new(AtomicU64::new(0));
+/// let counter = Arc::clone(&misses);
+/// let cache: Cache<u32> = Cache::builder(Arc::new(ReferenceBackend::default()))
+///     .layer(layer_fn(move |inner| {
+///         Arc::new(CountMisses { inner, misses: Arc::clone(&counter) }) as Arc<dyn Backend>
+///     }))
+///     .build();
+///
+/// assert_eq!(cache.get("a").await?, None);
+/// cache.set_many([("a", &1), ("b", &2)]).await?; // still one atomic batch below the layer
+/// assert_eq!(cache.get("a").await?, Some(1));
+/// assert_eq!(misses.load(Ordering::Relaxed), 1);
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait Forward: Debug + Send + Sync + 'static {
+    /// The store this one wraps.
+    fn inner(&self) -> &dyn Backend;
+
+    /// See [`Backend::name`]. Default: the inner store's name, so that errors and metrics name
+    /// the real store.
+    fn name(&self) -> &'static str {
+        self.inner().name()
+    }
+
+    /// See [`Backend::get`].
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.inner().get(key).await
+    }
+
+    /// See [`Backend::get_many`].
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        self.inner().get_many(keys).await
+    }
+
+    /// See [`Backend::set`].
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        self.inner().set(key, value, ttl, condition).await
+    }
+
+    /// See [`Backend::set_many`].
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        self.inner().set_many(entries, ttl).await
+    }
+
+    /// See [`Backend::delete`].
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.inner().delete(key).await
+    }
+
+    /// See [`Backend::delete_many`].
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        self.inner().delete_many(keys).await
+    }
+
+    /// See [`Backend::contains`].
+    async fn contains(&self, key: &str) -> Result<bool> {
+        self.inner().contains(key).await
+    }
+
+    /// See [`Backend::expire_in`].
+    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        self.inner().expire_in(key, ttl).await
+    }
+
+    /// See [`Backend::ttl`].
+    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        self.inner().ttl(key).await
+    }
+
+    /// See [`Backend::clear_prefix`].
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        self.inner().clear_prefix(prefix).await
+    }
+
+    /// See [`Backend::close`].
+    async fn close(&self) -> Result<()> {
+        self.inner().close().await
+    }
+}
+
+#[async_trait]
+impl<T: Forward> Backend for T {
+    fn name(&self) -> &'static str {
+        Forward::name(self)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Forward::get(self, key).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        Forward::get_many(self, keys).await
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        Forward::set(self, key, value, ttl, condition).await
+    }
+
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        Forward::set_many(self, entries, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Forward::delete(self, key).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        Forward::delete_many(self, keys).await
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        Forward::contains(self, key).await
+    }
+
+    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        Forward::expire_in(self, key, ttl).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        Forward::ttl(self, key).await
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        Forward::clear_prefix(self, prefix).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        Forward::close(self).await
+    }
+}

@@ -1,0 +1,28 @@
+//! For store and layer authors: the seam layers plug into, and the helpers every store shares.
+//!
+//! Applications need none of this; they hold a [`Cache`](crate::Cache) over what
+//! `cachette::open(url)` returns and stack layers with
+//! [`CacheBuilder::layer`](crate::CacheBuilder::layer). A store author implements
+//! [`Backend`](crate::Backend) with the helpers here (TTL arithmetic, prefix ranges, URL
+//! redaction, the named per-key fallbacks); a layer author implements [`Forward`] and
+//! [`Layer`], overriding only what the layer changes.
+
+mod fallback_impl;
+mod layer;
+mod prefix;
+mod redact;
+mod ttl;
+
+pub use async_trait::async_trait;
+pub use layer::{Forward, Layer, LayerFn, layer_fn};
+pub use prefix::{prefix_upper_bound, prefix_upper_bound_bytes};
+pub use redact::{is_secret_option, redact_url};
+pub use ttl::{MAX_TTL_MILLIS, ttl_millis};
+
+/// Per-key loops for a store that truly cannot batch, chosen by name on purpose.
+///
+/// They make one round trip per key, so a store that uses them says so in its docs. There is
+/// none for `set_many`: a loop of `set` calls is not atomic, and `set_many` must be.
+pub mod fallback {
+    pub use super::fallback_impl::{delete_many_each, get_many_each};
+}
