@@ -6,10 +6,11 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::layers::{CacheEvent, Observe, Observer};
 use crate::single_flight::{self, Flights, Role};
 use crate::{
     Backend, BoxError, Cbor, Condition, Error, Layer, Result, Serializer, SetOptions, Ttl,
@@ -76,6 +77,7 @@ struct Inner<V> {
     flights: Flights<V>,
     decode_policy: DecodePolicy,
     load_wait_timeout: Option<Duration>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl<V> Clone for Cache<V> {
@@ -95,6 +97,7 @@ impl<V> fmt::Debug for Cache<V> {
             .field("serializer", &self.inner.serializer_name)
             .field("decode_policy", &self.inner.decode_policy)
             .field("load_wait_timeout", &self.inner.load_wait_timeout)
+            .field("observed", &self.inner.observer.is_some())
             .finish()
     }
 }
@@ -108,6 +111,7 @@ pub struct CacheBuilder<V, S = Cbor> {
     serializer: S,
     decode_policy: DecodePolicy,
     load_wait_timeout: Option<Duration>,
+    observer: Option<Arc<dyn Observer>>,
     value: PhantomData<fn() -> V>,
 }
 
@@ -156,6 +160,18 @@ impl<V, S> CacheBuilder<V, S> {
         self
     }
 
+    /// Reports to `observer` every store call (an [`Observe`] layer at this point of the stack)
+    /// and the typed cache's own events: entries that do not decode, loads, and callers that
+    /// waited for another's load (see [`CacheEvent`](crate::layers::CacheEvent)).
+    ///
+    /// A cache without an observer pays nothing for observation.
+    pub fn observe<O: Observer>(mut self, observer: O) -> Self {
+        let observer = Arc::new(observer);
+        self.backend = Observe::new(Arc::clone(&observer)).layer(self.backend);
+        self.observer = Some(observer);
+        self
+    }
+
     /// Encodes values with `serializer` instead of [`Cbor`].
     pub fn serializer<S2: Serializer<V>>(self, serializer: S2) -> CacheBuilder<V, S2> {
         CacheBuilder {
@@ -165,6 +181,7 @@ impl<V, S> CacheBuilder<V, S> {
             serializer,
             decode_policy: self.decode_policy,
             load_wait_timeout: self.load_wait_timeout,
+            observer: self.observer,
             value: PhantomData,
         }
     }
@@ -185,6 +202,7 @@ impl<V, S> CacheBuilder<V, S> {
                 flights: Flights::default(),
                 decode_policy: self.decode_policy,
                 load_wait_timeout: self.load_wait_timeout,
+                observer: self.observer,
             }),
         }
     }
@@ -200,6 +218,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             serializer: Cbor,
             decode_policy: DecodePolicy::default(),
             load_wait_timeout: None,
+            observer: None,
             value: PhantomData,
         }
     }
@@ -222,6 +241,15 @@ impl<V: Send + Sync + 'static> Cache<V> {
     /// The value under `key`, `None` if absent or expired. Bytes that do not decode give
     /// [`Error::Decode`] naming the key; other keys keep working.
     pub async fn get(&self, key: &str) -> Result<Option<V>> {
+        self.get_decoded(key).await.inspect_err(|error| {
+            if matches!(error, Error::Decode { .. }) {
+                self.report_decode(error, false);
+            }
+        })
+    }
+
+    /// `get` without reporting decode errors: its callers do.
+    async fn get_decoded(&self, key: &str) -> Result<Option<V>> {
         let full_key = self.full_key(key);
         match self.inner.backend.get(&full_key).await? {
             Some(bytes) => self.decode(key, bytes).map(Some),
@@ -252,9 +280,12 @@ impl<V: Send + Sync + 'static> Cache<V> {
                         found.insert(key, value);
                     }
                     Err(error) if self.inner.decode_policy == DecodePolicy::Miss => {
-                        report_miss(&error);
+                        self.report_decode(&error, true);
                     }
-                    Err(error) => return Err(error),
+                    Err(error) => {
+                        self.report_decode(&error, false);
+                        return Err(error);
+                    }
                 }
             }
         }
@@ -419,6 +450,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             match self.inner.flights.join(&full_key) {
                 Role::Leader(guard) => break guard,
                 Role::Waiter(mut slot) => {
+                    let waiting = self.inner.observer.as_ref().map(|_| Instant::now());
                     let outcome = match self.inner.load_wait_timeout {
                         None => single_flight::outcome(&mut slot).await,
                         Some(limit) => {
@@ -430,6 +462,12 @@ impl<V: Send + Sync + 'static> Cache<V> {
                                 })?
                         }
                     };
+                    if let (Some(observer), Some(since)) = (&self.inner.observer, waiting) {
+                        observer.on_cache_event(&CacheEvent::LoadWaited {
+                            key,
+                            waited: since.elapsed(),
+                        });
+                    }
                     if let Some(outcome) = outcome {
                         return outcome.map_err(|source| Error::Load {
                             key: key.to_owned(),
@@ -452,7 +490,8 @@ impl<V: Send + Sync + 'static> Cache<V> {
         // load of any of them from inside it fails at once instead of waiting for itself.
         let mut loading = LOADING.try_with(Clone::clone).unwrap_or_default();
         loading.push((cache_id, full_key.into_owned()));
-        match LOADING.scope(loading, loader()).await {
+        let started = self.inner.observer.as_ref().map(|_| Instant::now());
+        let loaded = match LOADING.scope(loading, loader()).await {
             Ok(value) => {
                 let stored = self.set(key, &value).await;
                 guard.publish(Ok(value.clone()));
@@ -466,16 +505,25 @@ impl<V: Send + Sync + 'static> Cache<V> {
                     source,
                 })
             }
+        };
+        if let (Some(observer), Some(started)) = (&self.inner.observer, started) {
+            observer.on_cache_event(&CacheEvent::Loaded {
+                key,
+                elapsed: started.elapsed(),
+                error: loaded.as_ref().err(),
+            });
         }
+        loaded
     }
 
     /// `get` as the loading verbs read: an entry that does not decode is a miss (to be loaded
     /// and overwritten) unless the policy is [`DecodePolicy::Fail`].
     async fn get_for_loading(&self, key: &str) -> Result<Option<V>> {
-        match self.get(key).await {
-            Err(error @ Error::Decode { .. }) if self.inner.decode_policy != DecodePolicy::Fail => {
-                report_miss(&error);
-                Ok(None)
+        match self.get_decoded(key).await {
+            Err(error @ Error::Decode { .. }) => {
+                let as_miss = self.inner.decode_policy != DecodePolicy::Fail;
+                self.report_decode(&error, as_miss);
+                if as_miss { Ok(None) } else { Err(error) }
             }
             other => other,
         }
@@ -514,12 +562,24 @@ impl<V: Send + Sync + 'static> Cache<V> {
     }
 }
 
-/// Reports an entry a [`DecodePolicy`] treats as a miss.
-fn report_miss(error: &Error) {
-    tracing::warn!(
-        target: "cachette",
-        key = error.key().unwrap_or_default(),
-        %error,
-        "an entry that does not decode is treated as a miss"
-    );
+impl<V> Cache<V> {
+    /// Reports an entry that does not decode: as a warning when a [`DecodePolicy`] treats it as
+    /// a miss (an error the caller sees needs none), and to the observer either way.
+    fn report_decode(&self, error: &Error, as_miss: bool) {
+        if as_miss {
+            tracing::warn!(
+                target: "cachette",
+                key = error.key().unwrap_or_default(),
+                %error,
+                "an entry that does not decode is treated as a miss"
+            );
+        }
+        if let Some(observer) = &self.inner.observer {
+            observer.on_cache_event(&CacheEvent::DecodeFailed {
+                key: error.key().unwrap_or_default(),
+                error,
+                as_miss,
+            });
+        }
+    }
 }

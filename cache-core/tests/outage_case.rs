@@ -2,150 +2,89 @@
 //! what they held, and passes for one that fails cleanly and recovers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::conformance::outage::{self, Outage};
+use cache_core::layers::{self, Faults};
+use cache_core::raw::{Forward, Layer};
 use cache_core::testing::ReferenceBackend;
-use cache_core::{Backend, Condition, Error, Result, Ttl};
+use cache_core::{Backend, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Flaw {
-    None,
-    /// Forgets everything when the server comes back.
-    LosesDataOnReturn,
-    /// Reads as a miss instead of an error while the server is away.
-    MissWhileAway,
+/// The reference store behind a fault layer: a "server" that the outage switch takes away.
+fn server() -> (Arc<ReferenceBackend>, Arc<dyn Backend>, layers::Outage) {
+    let server = Arc::new(ReferenceBackend::default());
+    let faults = Faults::new(0);
+    let outage = faults.outage();
+    let store = faults.layer(Arc::clone(&server) as Arc<dyn Backend>);
+    (server, store, outage)
 }
 
-/// A store in front of a "server" (the reference store) that can be switched off.
-#[derive(Debug)]
-struct Switchable {
-    server: ReferenceBackend,
-    away: AtomicBool,
-    flaw: Flaw,
-}
-
-impl Switchable {
-    fn new(flaw: Flaw) -> Arc<Self> {
-        Arc::new(Self {
-            server: ReferenceBackend::default(),
-            away: AtomicBool::new(false),
-            flaw,
-        })
-    }
-
-    fn reachable(&self, operation: &'static str, key: Option<&str>) -> Result<()> {
-        if self.away.load(Ordering::SeqCst) {
-            let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-            return Err(Error::backend("switchable", operation, key, refused));
-        }
-        Ok(())
-    }
+/// An outage after which the server has forgotten everything.
+struct Forgetful {
+    server: Arc<ReferenceBackend>,
+    outage: layers::Outage,
 }
 
 #[async_trait]
-impl Outage for Switchable {
+impl Outage for Forgetful {
     async fn take_down(&self) {
-        self.away.store(true, Ordering::SeqCst);
+        self.outage.begin();
     }
 
     async fn bring_back(&self) {
-        if self.flaw == Flaw::LosesDataOnReturn {
-            self.server
-                .clear_prefix("")
-                .await
-                .expect("the reference store clears");
-        }
-        self.away.store(false, Ordering::SeqCst);
+        self.server
+            .clear_prefix("")
+            .await
+            .expect("the reference store clears");
+        self.outage.end();
     }
+}
+
+/// A store that reads a miss instead of failing while its server is away: a layer that
+/// overrides `get` alone.
+#[derive(Debug)]
+struct MissWhileAway {
+    inner: Arc<dyn Backend>,
+    outage: layers::Outage,
 }
 
 #[async_trait]
-impl Backend for Switchable {
-    fn name(&self) -> &'static str {
-        "switchable"
+impl Forward for MissWhileAway {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        if self.flaw == Flaw::MissWhileAway && self.away.load(Ordering::SeqCst) {
+        if self.outage.is_on() {
             return Ok(None);
         }
-        self.reachable("get", Some(key))?;
-        self.server.get(key).await
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        self.reachable("get_many", None)?;
-        self.server.get_many(keys).await
-    }
-
-    async fn set(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Option<Duration>,
-        condition: Condition,
-    ) -> Result<bool> {
-        self.reachable("set", Some(key))?;
-        self.server.set(key, value, ttl, condition).await
-    }
-
-    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
-        self.reachable("set_many", None)?;
-        self.server.set_many(entries, ttl).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.reachable("delete", Some(key))?;
-        self.server.delete(key).await
-    }
-
-    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        self.reachable("delete_many", None)?;
-        self.server.delete_many(keys).await
-    }
-
-    async fn contains(&self, key: &str) -> Result<bool> {
-        self.reachable("contains", Some(key))?;
-        self.server.contains(key).await
-    }
-
-    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        self.reachable("expire_in", Some(key))?;
-        self.server.expire_in(key, ttl).await
-    }
-
-    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
-        self.reachable("ttl", Some(key))?;
-        self.server.ttl(key).await
-    }
-
-    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
-        self.reachable("clear_prefix", None)?;
-        self.server.clear_prefix(prefix).await
+        self.inner.get(key).await
     }
 }
 
-async fn outage_case_passes(flaw: Flaw) -> bool {
-    let store = Switchable::new(flaw);
-    let backend: Arc<dyn Backend> = store.clone();
-    tokio::spawn(outage::run(backend, store)).await.is_ok()
+async fn passes(backend: Arc<dyn Backend>, outage: impl Outage + 'static) -> bool {
+    tokio::spawn(outage::run(backend, outage)).await.is_ok()
 }
 
 #[tokio::test]
 async fn a_store_that_fails_cleanly_and_recovers_passes() {
-    assert!(outage_case_passes(Flaw::None).await);
+    let (_, store, outage) = server();
+    assert!(passes(store, outage).await);
 }
 
 #[tokio::test]
 async fn a_store_that_forgets_its_data_fails() {
-    assert!(!outage_case_passes(Flaw::LosesDataOnReturn).await);
+    let (server, store, outage) = server();
+    assert!(!passes(store, Forgetful { server, outage }).await);
 }
 
 #[tokio::test]
 async fn a_store_that_reads_misses_while_away_fails() {
-    assert!(!outage_case_passes(Flaw::MissWhileAway).await);
+    let (_, store, outage) = server();
+    let flawed = Arc::new(MissWhileAway {
+        inner: store,
+        outage: outage.clone(),
+    });
+    assert!(!passes(flawed, outage).await);
 }

@@ -5,16 +5,19 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{Backend, Bytes, Condition};
+use cache_core::layers::{CallEvent, Observe, Observer, Retry, Timeout};
+use cache_core::raw::{Forward, Layer};
+use cache_core::{Backend, Bytes, Condition, Result, async_trait};
 use cache_redis::RedisBackend;
 use common::{ThrowawayRedis, command_calls, delta};
 
 const BATCH: usize = 1_000;
 
 struct Counted {
-    _server: ThrowawayRedis,
+    server: ThrowawayRedis,
     store: RedisBackend,
     stats: redis::aio::MultiplexedConnection,
     last: HashMap<String, u64>,
@@ -29,7 +32,7 @@ impl Counted {
         let mut stats = server.raw().await;
         let last = command_calls(&mut stats).await;
         Self {
-            _server: server,
+            server,
             store,
             stats,
             last,
@@ -220,4 +223,57 @@ async fn clear_scans_and_unlinks_in_batches_and_never_flushes() {
         "a neighbour was removed: {left:?}"
     );
     assert_eq!(store.clear_prefix(prefix).await.unwrap(), 0);
+}
+
+/// A layer that overrides `get` alone: every other call, batches included, is forwarded.
+#[derive(Debug)]
+struct GetOnly(Arc<dyn Backend>);
+
+#[async_trait]
+impl Forward for GetOnly {
+    fn inner(&self) -> &dyn Backend {
+        &*self.0
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.0.get(key).await
+    }
+}
+
+struct Quiet;
+
+impl Observer for Quiet {
+    fn on_call(&self, _: &CallEvent<'_>) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_through_a_stack_of_layers_are_still_one_command_each() {
+    let mut counted = Counted::start().await;
+    let store: Arc<dyn Backend> = Arc::new(
+        RedisBackend::connect(&counted.server.url())
+            .await
+            .expect("connects to the throwaway server"),
+    );
+    let store = Arc::new(GetOnly(store)) as Arc<dyn Backend>;
+    let store = Timeout::new(Duration::from_secs(30)).layer(store);
+    let store = Retry::new(3).layer(store);
+    let store = Observe::new(Quiet).layer(store);
+    let store = Arc::new(GetOnly(store)) as Arc<dyn Backend>;
+    counted.sent().await;
+    let batch = keys(0..BATCH);
+
+    store
+        .set_many(entries(&batch), Some(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    assert_eq!(
+        counted.sent().await,
+        sent(&[("exec", 1), ("multi", 1), ("set", BATCH as u64)]),
+        "set_many stays one MULTI/EXEC transaction through the layers"
+    );
+    let values = store.get_many(&batch).await.unwrap();
+    assert!(values.iter().all(Option::is_some));
+    assert_eq!(counted.sent().await, sent(&[("mget", 1)]));
+    assert_eq!(store.delete_many(&batch).await.unwrap(), BATCH as u64);
+    assert_eq!(counted.sent().await, sent(&[("unlink", 1)]));
 }

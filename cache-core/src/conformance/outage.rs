@@ -46,6 +46,20 @@ impl<T: Outage + ?Sized> Outage for Arc<T> {
     }
 }
 
+/// The switch of a [`Faults`](crate::layers::Faults) layer is an outage too: every call fails
+/// as a refused connection while it is on, with nothing lost. For stores and layers whose real
+/// server cannot be stopped from a test.
+#[async_trait]
+impl Outage for crate::layers::Outage {
+    async fn take_down(&self) {
+        self.begin();
+    }
+
+    async fn bring_back(&self) {
+        self.end();
+    }
+}
+
 /// Far beyond any store's configured timeouts: a call still running by then has hung. It
 /// detects hangs and measures nothing.
 pub const HANG_LIMIT: Duration = Duration::from_secs(30);

@@ -1,0 +1,345 @@
+//! One event per call, to an observer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::raw::{Forward, Layer};
+use crate::{Backend, Condition, Error, Result, Ttl};
+
+/// A store call as it starts: what [`Observer::span`] sees.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Call<'a> {
+    /// The store's [`name`](Backend::name): `memory`, `sqlite`, `redis`, `postgres`, …
+    pub store: &'static str,
+    /// The [`Backend`] method: `get`, `get_many`, `set`, `set_many`, `delete`, `delete_many`,
+    /// `contains`, `expire_in`, `ttl`, `clear_prefix` or `close`.
+    pub operation: &'static str,
+    /// How many keys the call names: 1 for single-key calls, the batch's length for batches,
+    /// 0 for `clear_prefix` and `close`.
+    pub keys: usize,
+    /// The key (a full store key, prefix included), for single-key calls. Observers that show
+    /// keys should hash them or leave them out unless told otherwise: keys can be personal data.
+    pub key: Option<&'a str>,
+}
+
+/// A store call as it ends: what [`Observer::on_call`] receives.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CallEvent<'a> {
+    /// What the call was.
+    pub call: Call<'a>,
+    /// For `get` and `get_many` that succeeded: how many of the keys had a value. `None` for
+    /// every other call.
+    pub hits: Option<usize>,
+    /// How long the call took, layers below this one included.
+    pub elapsed: Duration,
+    /// The error, if the call failed. Use [`Error::kind`] for a label.
+    pub error: Option<&'a Error>,
+    /// The span [`Observer::span`] opened for the call (disabled if it opened none).
+    pub span: &'a tracing::Span,
+}
+
+/// What the typed [`Cache`](crate::Cache) reports besides its store calls, to the observer
+/// given to [`CacheBuilder::observe`](crate::CacheBuilder::observe).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CacheEvent<'a> {
+    /// Stored bytes did not decode as the cache's type.
+    DecodeFailed {
+        /// The caller's key.
+        key: &'a str,
+        /// The [`Error::Decode`].
+        error: &'a Error,
+        /// Whether the entry was treated as a miss (left out, or loaded again) rather than
+        /// failing the call.
+        as_miss: bool,
+    },
+    /// A loader of [`get_or_insert_with`](crate::Cache::get_or_insert_with) ran.
+    Loaded {
+        /// The caller's key.
+        key: &'a str,
+        /// How long the loader and the write of its value took.
+        elapsed: Duration,
+        /// The error, if the loader or the write failed.
+        error: Option<&'a Error>,
+    },
+    /// A caller waited for another caller's load of the same key instead of loading it again.
+    LoadWaited {
+        /// The caller's key.
+        key: &'a str,
+        /// How long it waited.
+        waited: Duration,
+    },
+}
+
+/// Receives one [`CallEvent`] per store call from an [`Observe`] layer, and the typed cache's
+/// own [`CacheEvent`]s. Calls come from many tasks at once: keep `on_call` quick and never
+/// block in it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cache_core::Result<()> {
+/// use std::sync::{Arc, Mutex};
+/// use cache_core::{Cache, testing::ReferenceBackend};
+/// use cache_core::layers::{CallEvent, Observer};
+///
+/// #[derive(Default)]
+/// struct Log(Mutex<Vec<String>>);
+///
+/// impl Observer for Log {
+///     fn on_call(&self, event: &CallEvent<'_>) {
+///         let line = format!("{} {} keys={} hits={:?}", event.call.store, event.call.operation,
+///             event.call.keys, event.hits);
+///         self.0.lock().unwrap().push(line);
+///     }
+/// }
+///
+/// let log = Arc::new(Log::default());
+/// let cache: Cache<u8> = Cache::builder(Arc::new(ReferenceBackend::default()))
+///     .observe(Arc::clone(&log))
+///     .build();
+/// cache.set("a", &1).await?;
+/// cache.get_many(["a", "b"]).await?;
+/// assert_eq!(*log.0.lock().unwrap(), [
+///     "reference set keys=1 hits=None",
+///     "reference get_many keys=2 hits=Some(1)",
+/// ]);
+/// # Ok(()) }
+/// ```
+pub trait Observer: Send + Sync + 'static {
+    /// The span the call runs in, so that what the store logs nests under it. Default: none.
+    fn span(&self, call: &Call<'_>) -> tracing::Span {
+        let _ = call;
+        tracing::Span::none()
+    }
+
+    /// A store call ended.
+    fn on_call(&self, event: &CallEvent<'_>);
+
+    /// The typed cache reports something; see [`CacheEvent`]. Default: nothing.
+    fn on_cache_event(&self, event: &CacheEvent<'_>) {
+        let _ = event;
+    }
+}
+
+impl<O: Observer + ?Sized> Observer for Arc<O> {
+    fn span(&self, call: &Call<'_>) -> tracing::Span {
+        (**self).span(call)
+    }
+
+    fn on_call(&self, event: &CallEvent<'_>) {
+        (**self).on_call(event);
+    }
+
+    fn on_cache_event(&self, event: &CacheEvent<'_>) {
+        (**self).on_cache_event(event);
+    }
+}
+
+/// Two observers, both told of everything: `(TracingObserver::new(), MetricsObserver::new())`.
+/// Calls run in the first one's span, or the second's if the first opens none.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn span(&self, call: &Call<'_>) -> tracing::Span {
+        let span = self.0.span(call);
+        if span.is_none() {
+            self.1.span(call)
+        } else {
+            span
+        }
+    }
+
+    fn on_call(&self, event: &CallEvent<'_>) {
+        self.0.on_call(event);
+        self.1.on_call(event);
+    }
+
+    fn on_cache_event(&self, event: &CacheEvent<'_>) {
+        self.0.on_cache_event(event);
+        self.1.on_cache_event(event);
+    }
+}
+
+/// Reports every store call below it to an [`Observer`]. Prefer
+/// [`CacheBuilder::observe`](crate::CacheBuilder::observe), which adds this layer and also hands
+/// the observer the typed cache's own events.
+///
+/// With no `Observe` layer a cache pays nothing for observation; with one, the bench's
+/// `observe` rows say what it costs.
+#[derive(Debug)]
+pub struct Observe<O> {
+    observer: Arc<O>,
+}
+
+impl<O> Clone for Observe<O> {
+    fn clone(&self) -> Self {
+        Self {
+            observer: Arc::clone(&self.observer),
+        }
+    }
+}
+
+impl<O: Observer> Observe<O> {
+    /// Reports to `observer`.
+    pub fn new(observer: O) -> Self {
+        Self {
+            observer: Arc::new(observer),
+        }
+    }
+}
+
+impl<O: Observer> Layer for Observe<O> {
+    fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        Arc::new(ObserveBackend {
+            inner,
+            observer: Arc::clone(&self.observer),
+        })
+    }
+}
+
+struct ObserveBackend<O> {
+    inner: Arc<dyn Backend>,
+    observer: Arc<O>,
+}
+
+impl<O> std::fmt::Debug for ObserveBackend<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observe")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many values a read found.
+trait Hits {
+    fn hits(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl Hits for Option<Bytes> {
+    fn hits(&self) -> Option<usize> {
+        Some(usize::from(self.is_some()))
+    }
+}
+
+impl Hits for Vec<Option<Bytes>> {
+    fn hits(&self) -> Option<usize> {
+        Some(self.iter().filter(|value| value.is_some()).count())
+    }
+}
+
+impl Hits for bool {}
+impl Hits for u64 {}
+impl Hits for () {}
+impl Hits for Option<Ttl> {}
+
+impl<O: Observer> ObserveBackend<O> {
+    async fn observed<T: Hits>(
+        &self,
+        operation: &'static str,
+        keys: usize,
+        key: Option<&str>,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let call_info = Call {
+            store: self.inner.name(),
+            operation,
+            keys,
+            key,
+        };
+        let span = self.observer.span(&call_info);
+        let started = Instant::now();
+        let result = if span.is_none() {
+            call.await
+        } else {
+            call.instrument(span.clone()).await
+        };
+        let elapsed = started.elapsed();
+        let (hits, error) = match &result {
+            Ok(value) => (value.hits(), None),
+            Err(error) => (None, Some(error)),
+        };
+        self.observer.on_call(&CallEvent {
+            call: call_info,
+            hits,
+            elapsed,
+            error,
+            span: &span,
+        });
+        result
+    }
+}
+
+#[async_trait]
+impl<O: Observer> Forward for ObserveBackend<O> {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.observed("get", 1, Some(key), self.inner.get(key))
+            .await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        self.observed("get_many", keys.len(), None, self.inner.get_many(keys))
+            .await
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        let call = self.inner.set(key, value, ttl, condition);
+        self.observed("set", 1, Some(key), call).await
+    }
+
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        let keys = entries.len();
+        self.observed("set_many", keys, None, self.inner.set_many(entries, ttl))
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.observed("delete", 1, Some(key), self.inner.delete(key))
+            .await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        let call = self.inner.delete_many(keys);
+        self.observed("delete_many", keys.len(), None, call).await
+    }
+
+    async fn contains(&self, key: &str) -> Result<bool> {
+        self.observed("contains", 1, Some(key), self.inner.contains(key))
+            .await
+    }
+
+    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        let call = self.inner.expire_in(key, ttl);
+        self.observed("expire_in", 1, Some(key), call).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        self.observed("ttl", 1, Some(key), self.inner.ttl(key))
+            .await
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        let call = self.inner.clear_prefix(prefix);
+        self.observed("clear_prefix", 0, None, call).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.observed("close", 0, None, self.inner.close()).await
+    }
+}
