@@ -85,3 +85,42 @@ mod retry {
 mod faults {
     cache_core::conformance_tests!(super::delays());
 }
+
+/// The defect the seam exists to prevent: a wrapper written against `Backend` that loops over
+/// `set` for `set_many` (as the trait's old per-key defaults did) tears batches.
+#[derive(Debug)]
+struct LoopingWrapper(Arc<dyn Backend>);
+
+#[async_trait]
+impl Forward for LoopingWrapper {
+    fn inner(&self) -> &dyn Backend {
+        &*self.0
+    }
+
+    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
+        for (key, value) in entries {
+            self.0
+                .set(&key, value, ttl, cache_core::Condition::Always)
+                .await?;
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_layer_that_loops_set_many_over_set() {
+    use cache_core::conformance::{cases, run_case};
+    let case = cases()
+        .into_iter()
+        .find(|case| case.name == "set_many_is_atomic_for_readers")
+        .expect("the atomicity case");
+    let forwarded = tokio::spawn(run_case(case.run, get_only().await, None)).await;
+    assert!(forwarded.is_ok(), "a forwarding layer keeps batches whole");
+    let looping: Arc<dyn Backend> = Arc::new(LoopingWrapper(reference()));
+    let torn = tokio::spawn(run_case(case.run, looping, None)).await;
+    assert!(
+        torn.is_err_and(|error| error.is_panic()),
+        "the torn batch went unseen"
+    );
+}

@@ -68,6 +68,12 @@ pub fn run() -> Result<()> {
     );
     // The README's first command, exactly as a newcomer types it.
     run.cargo("quickstart", &["run", "--example", "quickstart"], &[]);
+    // Spans and Prometheus counters, as the README's observability section shows them.
+    run.cargo(
+        "observe example",
+        &["run", "--example", "observe", "--features", "tracing,metrics"],
+        &[("RUST_LOG", "cachette=debug")],
+    );
     let servers = run.step(
         "servers",
         "find or start Redis, Redis Cluster and PostgreSQL".into(),

@@ -32,8 +32,8 @@ pub struct MetricsObserver {
 #[derive(Debug, Clone)]
 struct Handles {
     calls: Counter,
-    hits: Counter,
-    misses: Counter,
+    /// Hits and misses, for the reads that have them.
+    found: Option<(Counter, Counter)>,
     duration: Histogram,
 }
 
@@ -83,8 +83,12 @@ impl MetricsObserver {
         }
         let handles = Handles {
             calls: counter!("cachette_calls_total", "store" => store, "operation" => operation),
-            hits: counter!("cachette_hits_total", "store" => store, "operation" => operation),
-            misses: counter!("cachette_misses_total", "store" => store, "operation" => operation),
+            found: matches!(operation, "get" | "get_many").then(|| {
+                (
+                    counter!("cachette_hits_total", "store" => store, "operation" => operation),
+                    counter!("cachette_misses_total", "store" => store, "operation" => operation),
+                )
+            }),
             duration: histogram!(
                 "cachette_call_duration_seconds",
                 "store" => store,
@@ -106,12 +110,10 @@ impl Observer for MetricsObserver {
         let handles = self.handles(call.store, call.operation);
         handles.calls.increment(1);
         handles.duration.record(event.elapsed.as_secs_f64());
-        if let Some(hits) = event.hits {
+        if let (Some(hits), Some((hit, miss))) = (event.hits, &handles.found) {
             let hits = hits as u64;
-            handles.hits.increment(hits);
-            handles
-                .misses
-                .increment((call.keys as u64).saturating_sub(hits));
+            hit.increment(hits);
+            miss.increment((call.keys as u64).saturating_sub(hits));
         }
         if let Some(error) = event.error {
             counter!(

@@ -28,7 +28,8 @@ pub enum KeyDisplay {
 /// [`Error::kind`](crate::Error::kind)). A failed call also logs a `WARN` event with the error
 /// inside its span. Values are never recorded.
 ///
-/// Spans are at `DEBUG` by default: `RUST_LOG=cachette=debug` shows them. With
+/// Spans and events have the target `cachette`, and spans are at `DEBUG` by default:
+/// `RUST_LOG=cachette=debug` shows them. With
 /// `tracing_subscriber::fmt().with_span_events(FmtSpan::CLOSE)` each call prints one line as it
 /// ends, with its fields and its time (see `examples/observe.rs`).
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +78,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 macro_rules! call_span {
     ($level:expr, $call:expr) => {
         tracing::span!(
+            target: "cachette",
             $level,
             "cachette",
             store = $call.store,
@@ -126,7 +128,7 @@ impl Observer for TracingObserver {
         if let Some(error) = event.error {
             span.record("outcome", "error");
             span.record("error", error.kind());
-            tracing::event!(parent: span, Level::WARN, %error, "cache call failed");
+            tracing::event!(target: "cachette", parent: span, Level::WARN, %error, "cache call failed");
             return;
         }
         match (event.call.operation, event.hits) {
