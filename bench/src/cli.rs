@@ -17,7 +17,9 @@ OPTIONS:
     --out DIR      where results.md and ratios.png go
                    [default: <workspace>/target/bench, or <workspace>/target/bench/quick with --quick]
     --only LIST    run only these stores: memory, sqlite, redis, postgres (both tables),
-                   postgres-logged, postgres-unlogged
+                   postgres-logged, postgres-unlogged, and the Observe layer's rows:
+                   memory-tracing, memory-metrics, sqlite-tracing, sqlite-metrics
+                   (observe: all four)
     --ops LIST     run only these operations: get, set, get_many, set_many, get64
     --calls N      every slice makes N calls instead of running for a time (for profilers
                    such as callgrind, which slow calls too much for time slices)
@@ -30,9 +32,13 @@ ENVIRONMENT:
 ";
 
 /// The stores, as `--only` names them.
-pub const STORE_NAMES: [&str; 5] = [
+pub const STORE_NAMES: [&str; 9] = [
     "memory",
+    "memory-tracing",
+    "memory-metrics",
     "sqlite",
+    "sqlite-tracing",
+    "sqlite-metrics",
     "redis",
     "postgres-logged",
     "postgres-unlogged",
@@ -129,12 +135,21 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         stores.extend(["postgres-logged", "postgres-unlogged"]);
                         continue;
                     }
+                    if name == "observe" {
+                        stores.extend([
+                            "memory-tracing",
+                            "memory-metrics",
+                            "sqlite-tracing",
+                            "sqlite-metrics",
+                        ]);
+                        continue;
+                    }
                     let known = STORE_NAMES
                         .iter()
                         .find(|known| **known == name)
                         .ok_or_else(|| {
                             format!(
-                                "unknown store {name:?} for --only (known: {}, postgres)",
+                                "unknown store {name:?} for --only (known: {}, postgres, observe)",
                                 STORE_NAMES.join(", ")
                             )
                         })?;

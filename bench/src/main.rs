@@ -38,9 +38,13 @@ pub type BenchResult<T> = Result<T, BenchError>;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The stores in table order: the `--only` name, the table name.
-const STORES: [(&str, &str); 5] = [
+const STORES: [(&str, &str); 9] = [
     ("memory", "memory"),
+    ("memory-tracing", "memory + Observe(tracing)"),
+    ("memory-metrics", "memory + Observe(metrics)"),
     ("sqlite", "sqlite (WAL file)"),
+    ("sqlite-tracing", "sqlite + Observe(tracing)"),
+    ("sqlite-metrics", "sqlite + Observe(metrics)"),
     ("redis", "redis"),
     ("postgres-logged", "postgres (logged)"),
     ("postgres-unlogged", "postgres (unlogged)"),
@@ -90,6 +94,7 @@ async fn run(options: Options) -> BenchResult<bool> {
     let began = Instant::now();
     let machine = Machine::detect();
     let workload: SharedWorkload = Arc::new(Workload::new());
+    stores::observe::install();
     let mode = match (options.calls, options.quick) {
         (Some(_), _) => "profile",
         (None, true) => "quick",

@@ -13,6 +13,7 @@ use crate::workload::{DidDoc, SharedWorkload, TTL};
 
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod observe;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -192,6 +193,22 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
             return Err(Outcome::NotBuilt {
                 feature: "postgres",
             });
+        }
+        "memory-tracing" | "memory-metrics" | "sqlite-tracing" | "sqlite-metrics" => {
+            let (store, observer) = match key.split_once('-') {
+                Some((store, "tracing")) => (store, observe::Observer::Tracing),
+                Some((store, _)) => (store, observe::Observer::Metrics),
+                None => (key, observe::Observer::Metrics),
+            };
+            if (store == "memory" && cfg!(not(feature = "memory")))
+                || (store == "sqlite" && cfg!(not(feature = "sqlite")))
+            {
+                let feature = if store == "memory" { "memory" } else { "sqlite" };
+                return Err(Outcome::NotBuilt { feature });
+            }
+            observe::setup(store, observer, workload)
+                .await
+                .map_err(failed)
         }
         other => Err(Outcome::Failed {
             error: format!("no store named {other:?}"),
