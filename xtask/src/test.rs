@@ -71,7 +71,13 @@ pub fn run() -> Result<()> {
     // Spans and Prometheus counters, as the README's observability section shows them.
     run.cargo(
         "observe example",
-        &["run", "--example", "observe", "--features", "tracing,metrics"],
+        &[
+            "run",
+            "--example",
+            "observe",
+            "--features",
+            "tracing,metrics",
+        ],
         &[("RUST_LOG", "cachette=debug")],
     );
     let servers = run.step(

@@ -203,7 +203,11 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
             if (store == "memory" && cfg!(not(feature = "memory")))
                 || (store == "sqlite" && cfg!(not(feature = "sqlite")))
             {
-                let feature = if store == "memory" { "memory" } else { "sqlite" };
+                let feature = if store == "memory" {
+                    "memory"
+                } else {
+                    "sqlite"
+                };
                 return Err(Outcome::NotBuilt { feature });
             }
             observe::setup(store, observer, workload)

@@ -29,8 +29,7 @@ pub enum Observer {
 pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let subscriber =
-            tracing_subscriber::registry().with(EnvFilter::new("warn,cachette=debug"));
+        let subscriber = tracing_subscriber::registry().with(EnvFilter::new("warn,cachette=debug"));
         if tracing::subscriber::set_global_default(subscriber).is_err() {
             eprintln!("cachette-bench: a tracing subscriber was installed already");
         }
