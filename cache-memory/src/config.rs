@@ -1,12 +1,14 @@
 //! `memory://` URLs.
 
+use cache_core::raw::Options;
 use cache_core::{Error, Result};
 
 use crate::{MemoryBackend, MemoryBackendBuilder};
 
 impl MemoryBackend {
     /// A store from a `memory://` URL: `memory://`, `memory://?capacity=N` (entries) or
-    /// `memory://?max_bytes=N`, optionally with `&max_key_bytes=N`.
+    /// `memory://?max_bytes=N`, optionally with `&max_key_bytes=N`. The options follow the
+    /// grammar of every store URL ([`Options`]).
     ///
     /// ```
     /// let store = cache_memory::MemoryBackend::from_url("memory://?capacity=1000").unwrap();
@@ -14,37 +16,42 @@ impl MemoryBackend {
     /// # let _ = store;
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
-        // A mistyped URL may still carry credentials: only its redacted form is ever shown.
-        let shown = cache_core::raw::redact_url(url);
-        let parsed = url::Url::parse(url)
-            .map_err(|error| Error::config_with(format!("invalid memory URL {shown}"), error))?;
-        if parsed.scheme() != "memory" {
+        let rest = url
+            .get(..9)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("memory://"))
+            .map(|_| &url[9..])
+            .ok_or_else(|| {
+                let shown = cache_core::raw::redact_url(url);
+                Error::config(format!("a memory URL starts with memory://, not {shown}"))
+            })?;
+        let (place, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if !matches!(place, "" | "/") {
+            let shown = cache_core::raw::redact_url(url);
             return Err(Error::config(format!(
-                "a memory URL starts with memory://, not {shown}"
+                "a memory URL names no host or path: write memory:// or memory://?capacity=N, \
+                 not {shown}"
             )));
         }
+        let mut options = Options::parse("memory", url, query)?;
+        let entries = options.number("capacity", 1..=u64::MAX)?;
+        let bytes = options.number("max_bytes", 1..=u64::MAX)?;
+        let key_bytes = options.number("max_key_bytes", 1..=usize::MAX)?;
+        options.finish()?;
         let mut builder = MemoryBackendBuilder::default();
-        for (name, value) in parsed.query_pairs() {
-            let number = || {
-                value.parse::<u64>().map_err(|error| {
-                    Error::config_with(
-                        format!("memory URL option {name}={value} is not a whole number"),
-                        error,
-                    )
-                })
-            };
-            builder = match name.as_ref() {
-                "capacity" => builder.max_entries(number()?),
-                "max_bytes" => builder.max_bytes(number()?),
-                "max_key_bytes" => {
-                    builder.max_key_bytes(usize::try_from(number()?).unwrap_or(usize::MAX))
-                }
-                other => {
-                    return Err(Error::config(format!(
-                        "unknown memory URL option {other:?} (known: capacity, max_bytes, max_key_bytes)"
-                    )));
-                }
-            };
+        match (entries, bytes) {
+            (Some(_), Some(_)) => {
+                let shown = cache_core::raw::redact_url(url);
+                return Err(Error::config(format!(
+                    "the memory URL {shown} gives two bounds: capacity (entries) or max_bytes, \
+                     not both"
+                )));
+            }
+            (Some(entries), None) => builder = builder.max_entries(entries),
+            (None, Some(bytes)) => builder = builder.max_bytes(bytes),
+            (None, None) => {}
+        }
+        if let Some(key_bytes) = key_bytes {
+            builder = builder.max_key_bytes(key_bytes);
         }
         Ok(builder.build())
     }
@@ -58,9 +65,14 @@ mod tests {
     fn parses_bounds_and_rejects_unknown_options() {
         assert!(MemoryBackend::from_url("memory://").is_ok());
         assert!(MemoryBackend::from_url("memory://?max_bytes=1048576").is_ok());
+        assert!(MemoryBackend::from_url("MEMORY://?capacity=10&max_key_bytes=100").is_ok());
         for bad in [
             "memory://?capacity=-1",
+            "memory://?capacity=0",
             "memory://?size=3",
+            "memory://?capacity=1&max_bytes=1",
+            "memory://?capacity=1&capacity=2",
+            "memory://somewhere",
             "redis://x",
             "memory",
         ] {

@@ -9,12 +9,14 @@
 
 mod fallback_impl;
 mod layer;
+mod options;
 mod prefix;
 mod redact;
 mod ttl;
 
 pub use async_trait::async_trait;
 pub use layer::{Forward, Layer, LayerFn, layer_fn};
+pub use options::{Options, check_duration, parse_duration};
 pub use prefix::{prefix_upper_bound, prefix_upper_bound_bytes};
 pub use redact::{is_secret_option, redact_url};
 pub use ttl::{MAX_TTL_MILLIS, ttl_millis};
