@@ -1,11 +1,11 @@
 //! Redis URLs: `redis://`, `rediss://`, `redis+cluster://`, `rediss+cluster://`, `redis+unix://`.
 
-use std::borrow::Cow;
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cache_core::raw::redact_url;
+use cache_core::raw::{Options, check_duration, redact_url};
 use cache_core::{Error, Result};
 use percent_encoding::percent_decode_str;
 
@@ -21,8 +21,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 const DEFAULT_PORT: u16 = 6379;
 
-const KNOWN_OPTIONS: &str =
-    "connect_timeout, response_timeout, tls_ca (and db, user, pass for redis+unix)";
+/// The timeouts a store accepts, from URLs and builders alike.
+const TIMEOUTS: RangeInclusive<Duration> = Duration::from_millis(1)..=MAX_TIMEOUT;
 
 /// Where and how to connect: what a Redis URL says.
 ///
@@ -109,8 +109,9 @@ impl RedisConfig {
     ///   through any of the nodes listed (`rediss+cluster://` over TLS);
     /// - `redis+unix:///path/to/redis.sock[?db=N&user=U&pass=P]` — a Unix socket.
     ///
-    /// Query options, for every form: `connect_timeout` and `response_timeout`, as `250ms`,
-    /// `2s` or a bare number of milliseconds (defaults: 2 s each; at most [`MAX_TIMEOUT`]); for
+    /// Query options, in the grammar of every store URL ([`Options`]), for every form:
+    /// `connect_timeout` and `response_timeout`, as `250ms` or `2s` (defaults: 2 s each; 1 ms to
+    /// [`MAX_TIMEOUT`]); for
     /// TLS, `tls_ca=/path.pem` trusts the certificate authorities in that PEM file instead of
     /// the system's (a Unix socket takes no `tls_ca`: it has no TLS). User names
     /// and passwords are percent-decoded. A wrong URL is an [`Error::Config`] that never shows
@@ -174,11 +175,9 @@ impl RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         };
-        let mut after_secret = false;
-        for (name, value) in query_pairs(query) {
-            config.apply_option(url, &name, &value, after_secret)?;
-            after_secret |= cache_core::raw::is_secret_option(&name);
-        }
+        let mut options = Options::parse("Redis", url, query)?;
+        config.apply_options(&mut options)?;
+        options.finish()?;
         if config.tls_ca.is_some() && !config.tls {
             return Err(invalid(url, "tls_ca applies to rediss:// URLs only"));
         }
@@ -207,16 +206,14 @@ impl RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         };
-        let mut after_secret = false;
-        for (name, value) in query_pairs(query) {
-            match name.as_ref() {
-                "db" => config.db = database_number(url, &value)?,
-                "user" => config.username = Some(value.into_owned()).filter(|v| !v.is_empty()),
-                "pass" => config.password = Some(value.into_owned()).filter(|v| !v.is_empty()),
-                _ => config.apply_option(url, &name, &value, after_secret)?,
-            }
-            after_secret |= cache_core::raw::is_secret_option(&name);
+        let mut options = Options::parse("Redis", url, query)?;
+        if let Some(db) = options.number::<u16>("db", 0..=u16::MAX)? {
+            config.db = i64::from(db);
         }
+        config.username = options.text("user").filter(|user| !user.is_empty());
+        config.password = options.text("pass").filter(|pass| !pass.is_empty());
+        config.apply_options(&mut options)?;
+        options.finish()?;
         // Ignoring it would leave the caller believing the socket's peer is verified.
         if config.tls_ca.is_some() {
             return Err(invalid(
@@ -227,37 +224,22 @@ impl RedisConfig {
         Ok(config)
     }
 
-    /// Applies one query option. `after_secret` says a password option came before it, so that
-    /// an unknown name, which may be the tail of a password holding a raw `&`, is not shown.
-    fn apply_option(
-        &mut self,
-        url: &str,
-        name: &str,
-        value: &str,
-        after_secret: bool,
-    ) -> Result<()> {
-        match name {
-            "connect_timeout" => self.connect_timeout = timeout(url, name, value)?,
-            "response_timeout" => self.response_timeout = timeout(url, name, value)?,
-            "tls_ca" if value.is_empty() => {
-                return Err(invalid(url, "tls_ca needs the path of a PEM file"));
-            }
-            "tls_ca" => self.tls_ca = Some(PathBuf::from(value)),
-            _ if after_secret => {
-                return Err(invalid(
-                    url,
-                    &format!(
-                        "an unknown option follows the password option; percent-encode `&` in \
-                         a password as %26 (known options: {KNOWN_OPTIONS})"
-                    ),
+    /// Applies the query options every form of URL takes.
+    fn apply_options(&mut self, options: &mut Options) -> Result<()> {
+        if let Some(timeout) = options.duration("connect_timeout", TIMEOUTS)? {
+            self.connect_timeout = timeout;
+        }
+        if let Some(timeout) = options.duration("response_timeout", TIMEOUTS)? {
+            self.response_timeout = timeout;
+        }
+        match options.text("tls_ca") {
+            Some(path) if path.is_empty() => {
+                return Err(Error::config(
+                    "Redis URL option tls_ca needs the path of a PEM file",
                 ));
             }
-            other => {
-                return Err(invalid(
-                    url,
-                    &format!("unknown option {other:?} (known: {KNOWN_OPTIONS})"),
-                ));
-            }
+            Some(path) => self.tls_ca = Some(PathBuf::from(path)),
+            None => {}
         }
         Ok(())
     }
@@ -295,12 +277,7 @@ impl RedisConfig {
             ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
         ] {
-            if let Some(problem) = timeout_problem(timeout) {
-                return Err(Error::config(format!(
-                    "Redis {name} of {timeout:?} for {} {problem}",
-                    self.endpoint()
-                )));
-            }
+            check_duration("Redis", name, timeout, TIMEOUTS)?;
         }
         Ok(())
     }
@@ -361,10 +338,6 @@ fn split_unix_url(rest: &str) -> (&str, &str, &str) {
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, path) = before_query.split_at(before_query.find('/').unwrap_or(0));
     (authority, path, query)
-}
-
-fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    url::form_urlencoded::parse(query.as_bytes())
 }
 
 fn credentials(url: &str, userinfo: &str) -> Result<(Option<String>, Option<String>)> {
@@ -448,37 +421,6 @@ fn database_number(url: &str, text: &str) -> Result<i64> {
     text.parse::<u16>()
         .map(i64::from)
         .map_err(|_| invalid(url, &format!("database {text:?} is not a database number")))
-}
-
-fn timeout(url: &str, name: &str, value: &str) -> Result<Duration> {
-    let parsed = if let Some(millis) = value.strip_suffix("ms") {
-        millis.trim().parse::<u64>().map(Duration::from_millis)
-    } else if let Some(seconds) = value.strip_suffix('s') {
-        seconds.trim().parse::<u64>().map(Duration::from_secs)
-    } else {
-        value.trim().parse::<u64>().map(Duration::from_millis)
-    };
-    let Ok(duration) = parsed else {
-        return Err(invalid(
-            url,
-            &format!("{name}={value} is not a positive duration such as 250ms or 2s"),
-        ));
-    };
-    match timeout_problem(duration) {
-        None => Ok(duration),
-        Some(problem) => Err(invalid(url, &format!("{name}={value} {problem}"))),
-    }
-}
-
-/// Why a timeout cannot be used, if it cannot.
-fn timeout_problem(timeout: Duration) -> Option<&'static str> {
-    if timeout.is_zero() {
-        Some("is not a positive duration such as 250ms or 2s")
-    } else if timeout > MAX_TIMEOUT {
-        Some("is longer than the most allowed, one hour (3600s)")
-    } else {
-        None
-    }
 }
 
 fn invalid(url: &str, what: &str) -> Error {
@@ -604,7 +546,7 @@ mod tests {
         let config = parse("redis://h/0?connect_timeout=250ms&response_timeout=3s");
         assert_eq!(config.connect_timeout(), Duration::from_millis(250));
         assert_eq!(config.response_timeout(), Duration::from_secs(3));
-        let config = parse("redis+cluster://h:1,h:2?response_timeout=1500");
+        let config = parse("redis+cluster://h:1,h:2?response_timeout=1500ms");
         assert_eq!(config.response_timeout(), Duration::from_millis(1500));
         let config = parse("redis+unix:///s.sock?connect_timeout=1s");
         assert_eq!(config.connect_timeout(), Duration::from_secs(1));
@@ -618,13 +560,16 @@ mod tests {
             "99999999999999999999s",
         ] {
             let message = config_error(&format!("redis://h/0?connect_timeout={bad}"));
-            assert!(message.contains("positive duration"), "{message}");
+            assert!(
+                message.contains(&format!("connect_timeout={bad} ")),
+                "{message}"
+            );
         }
     }
 
     #[test]
     fn timeouts_are_at_most_an_hour() {
-        let config = parse("redis://h/0?connect_timeout=3600s&response_timeout=3600000");
+        let config = parse("redis://h/0?connect_timeout=3600s&response_timeout=3600000ms");
         assert_eq!(config.connect_timeout(), MAX_TIMEOUT);
         assert_eq!(config.response_timeout(), MAX_TIMEOUT);
         assert!(config.check().is_ok());
@@ -632,11 +577,19 @@ mod tests {
             "connect_timeout=18446744073709551615s",
             "connect_timeout=3601s",
             "response_timeout=3600001ms",
-            "response_timeout=18446744073709551615",
+            "response_timeout=18446744073709551615ms",
+            "response_timeout=3600001",
         ] {
             let message = config_error(&format!("redis+unix:///s.sock?{too_long}"));
             assert!(
-                message.contains("longer than the most allowed"),
+                [
+                    "outside 1ms to 3600s",
+                    "write 3600001s",
+                    "whole number",
+                    "too long"
+                ]
+                .iter()
+                .any(|hint| message.contains(hint)),
                 "{message}"
             );
         }
@@ -685,8 +638,8 @@ mod tests {
             ("redis://h/db", "not a database number"),
             ("redis://h/-1", "not a database number"),
             ("redis://h:1,g:2", "redis+cluster://"),
-            ("redis://h?timeout=1", "unknown option"),
-            ("redis://h?db=1", "unknown option"),
+            ("redis://h?timeout=1", "unknown Redis URL option"),
+            ("redis://h?db=1", "unknown Redis URL option \"db\""),
             ("redis://[::1:6379", "closing `]`"),
             ("redis://a b:1", "no host name has"),
         ] {

@@ -1,8 +1,10 @@
 //! Settings of the SQLite store, and `sqlite:` URLs.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cache_core::raw::{Options, check_duration};
 use cache_core::{Error, Result};
 
 use crate::SqliteBackend;
@@ -20,6 +22,15 @@ pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// purge that finds nothing to delete costs one index probe), and a bound keeps the writer
 /// thread's clock arithmetic far from overflow.
 pub const MAX_PURGE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The purge intervals a store accepts, from URLs and builders alike.
+const PURGE_INTERVALS: RangeInclusive<Duration> = Duration::from_millis(1)..=MAX_PURGE_INTERVAL;
+
+/// The longest busy timeout a store accepts: one hour.
+pub const MAX_BUSY_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// The busy timeouts a store accepts, from URLs and builders alike.
+const BUSY_TIMEOUTS: RangeInclusive<Duration> = Duration::from_millis(1)..=MAX_BUSY_TIMEOUT;
 
 /// How long a write waits for another connection or process that holds the write lock before
 /// the call fails, unless told otherwise.
@@ -95,10 +106,11 @@ impl SqliteBackendBuilder {
     /// - `sqlite::memory:` (a fresh in-memory database for this handle),
     ///
     /// with optional query options `table=NAME`, `purge_interval=DURATION|off`,
-    /// `busy_timeout=DURATION`, `readers=N` and `mode=OCTAL` (see [`mode`](Self::mode)). A duration is a whole number with an optional
-    /// unit `ms`, `s` (the default), `m` or `h`. `purge_interval` is at most
-    /// [`MAX_PURGE_INTERVAL`] (`24h`); `off`, its alias `never`, and zero in any unit (`0`,
-    /// `0s`, `0ms`) turn the background purge off. Percent-encode `?`, `%` and `#` in a path.
+    /// `busy_timeout=DURATION`, `readers=N` and `mode=OCTAL` (see [`mode`](Self::mode)), in
+    /// the grammar of every store URL ([`Options`]): a duration is a whole number and a unit,
+    /// `ms`, `s`, `m` or `h`. `purge_interval` is at most [`MAX_PURGE_INTERVAL`] (`24h`), and
+    /// `off` turns the background purge off; `busy_timeout` is at most [`MAX_BUSY_TIMEOUT`]
+    /// (`1h`). Percent-encode `?`, `%` and `#` in a path.
     ///
     /// ```
     /// use cache_sqlite::SqliteBackendBuilder;
@@ -138,34 +150,24 @@ impl SqliteBackendBuilder {
                 }
             },
         };
+        let mut options = Options::parse("SQLite", url, query.unwrap_or(""))?;
         let mut builder = Self::new(location);
-        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            builder = match name.as_ref() {
-                "table" => builder.table(value.as_ref()),
-                "purge_interval" => match value.as_ref() {
-                    "off" | "never" => builder.purge_interval(None),
-                    // Zero means off in a URL whatever its unit, so `0` and `0s` agree.
-                    other => {
-                        let every = parse_duration(&name, other)?;
-                        builder.purge_interval(Some(every).filter(|every| !every.is_zero()))
-                    }
-                },
-                "busy_timeout" => builder.busy_timeout(parse_duration(&name, &value)?),
-                "readers" => builder.readers(value.parse().map_err(|error| {
-                    Error::config_with(
-                        format!("SQLite URL option readers={value} is not a whole number"),
-                        error,
-                    )
-                })?),
-                "mode" => builder.mode(parse_mode(&value)?),
-                other => {
-                    return Err(Error::config(format!(
-                        "unknown SQLite URL option {other:?} (known: table, purge_interval, \
-                         busy_timeout, readers, mode)"
-                    )));
-                }
-            };
+        if let Some(table) = options.text("table") {
+            builder = builder.table(table);
         }
+        if let Some(every) = options.interval_or_off("purge_interval", PURGE_INTERVALS)? {
+            builder = builder.purge_interval(every);
+        }
+        if let Some(timeout) = options.duration("busy_timeout", BUSY_TIMEOUTS)? {
+            builder = builder.busy_timeout(timeout);
+        }
+        if let Some(readers) = options.number("readers", 1..=MAX_READERS)? {
+            builder = builder.readers(readers);
+        }
+        if let Some(mode) = options.text("mode") {
+            builder = builder.mode(parse_mode(&mode)?);
+        }
+        options.finish()?;
         builder.validate()?;
         Ok(builder)
     }
@@ -223,25 +225,11 @@ impl SqliteBackendBuilder {
                 self.mode
             )));
         }
-        if self.busy_timeout.is_zero() {
-            return Err(Error::config(
-                "the SQLite busy timeout must be more than zero, or a locked database would fail \
-                 calls at once",
-            ));
-        }
+        // A zero busy timeout would fail calls at once on a locked database.
+        check_duration("SQLite", "busy_timeout", self.busy_timeout, BUSY_TIMEOUTS)?;
         if let Some(every) = self.purge_interval {
-            if every.is_zero() {
-                return Err(Error::config(
-                    "a SQLite purge interval of zero would purge without pause: give None to \
-                     turn the background purge off",
-                ));
-            }
-            if every > MAX_PURGE_INTERVAL {
-                return Err(Error::config(format!(
-                    "a SQLite purge interval of {every:?} is longer than the most allowed, \
-                     {MAX_PURGE_INTERVAL:?}: give None to turn the background purge off"
-                )));
-            }
+            // Zero would purge without pause; `None` turns the background purge off.
+            check_duration("SQLite", "purge_interval", every, PURGE_INTERVALS)?;
         }
         if let Some(readers) = self.readers
             && !(1..=MAX_READERS).contains(&readers)
@@ -346,32 +334,6 @@ fn decode_path(url: &str, encoded: &str) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| bad("is not UTF-8 once decoded"))
 }
 
-/// `500ms`, `30s`, `30`, `10m`, `2h`.
-fn parse_duration(option: &str, text: &str) -> Result<Duration> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let bad = || {
-        Error::config(format!(
-            "SQLite URL option {option}={text} is not a duration: write a whole number with an \
-             optional unit ms, s, m or h, e.g. 500ms, 30s, 10m"
-        ))
-    };
-    let number: u64 = digits.parse().map_err(|_| bad())?;
-    let seconds_per_unit = match unit {
-        "ms" => return Ok(Duration::from_millis(number)),
-        "" | "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(seconds_per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,17 +389,12 @@ mod tests {
         assert_eq!(builder.busy_timeout, Duration::from_millis(250));
         assert_eq!(builder.readers, Some(3));
         for (text, expected) in [
-            ("15", Some(Duration::from_secs(15))),
+            ("15s", Some(Duration::from_secs(15))),
             ("10m", Some(Duration::from_secs(600))),
             ("2h", Some(Duration::from_secs(7200))),
             ("24h", Some(MAX_PURGE_INTERVAL)),
-            ("86400", Some(MAX_PURGE_INTERVAL)),
+            ("86400s", Some(MAX_PURGE_INTERVAL)),
             ("off", None),
-            ("never", None),
-            ("0", None),
-            ("0s", None),
-            ("0ms", None),
-            ("0m", None),
         ] {
             let url = format!("sqlite://a.db?purge_interval={text}");
             let builder = SqliteBackendBuilder::from_url(&url).unwrap();
@@ -466,7 +423,16 @@ mod tests {
             "sqlite://a.db?purge_interval=5d",
             "sqlite://a.db?purge_interval=-5",
             "sqlite://a.db?purge_interval=25h",
-            "sqlite://a.db?purge_interval=86401",
+            "sqlite://a.db?purge_interval=86401s",
+            // Spellings of other days, each refused with what to write instead.
+            "sqlite://a.db?purge_interval=15",
+            "sqlite://a.db?purge_interval=never",
+            "sqlite://a.db?purge_interval=0",
+            "sqlite://a.db?purge_interval=0s",
+            "sqlite://a.db?busy_timeout=30",
+            "sqlite://a.db?busy_timeout=2h",
+            "sqlite://a.db?table=a&table=b",
+            "sqlite://a.db?tabel=a",
             "sqlite://a.db?purge_interval=18446744073709551615",
             "sqlite://a.db?purge_interval=18446744073709551615ms",
             "sqlite://a.db?busy_timeout=0",
