@@ -1,10 +1,11 @@
 //! `postgres://` URLs and the settings they carry.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
-use cache_core::raw::ttl_millis;
+use cache_core::raw::{Options, check_duration, redact_url, ttl_millis};
 use cache_core::{Error, Result};
 use sqlx::postgres::PgConnectOptions;
 
@@ -22,6 +23,16 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 /// How often expired rows are deleted in the background by default.
 pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest purge interval: one day. A longer one is surely a mistake, and the bound keeps
+/// the purge task's clock arithmetic far from overflow.
+pub const MAX_PURGE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most connections a pool may open.
+const MAX_POOL: u32 = 10_000;
+
+/// The timeouts a store accepts, from URLs and builders alike.
+const TIMEOUTS: RangeInclusive<Duration> = Duration::from_nanos(1)..=MAX_TIMEOUT;
+/// The purge intervals a store accepts, from URLs and builders alike.
+const PURGE_INTERVALS: RangeInclusive<Duration> = Duration::from_millis(1)..=MAX_PURGE_INTERVAL;
 
 /// PostgreSQL truncates identifiers at 63 bytes; the index name adds [`INDEX_SUFFIX`] to the
 /// table name, so table names stop at 48 bytes to keep both names whole.
@@ -227,31 +238,43 @@ impl PostgresConfig {
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             purge_interval: Some(DEFAULT_PURGE_INTERVAL),
         };
+        let mut options = Options::parse("PostgreSQL", url, parsed.query().unwrap_or(""))?;
+        if let Some(table) = options.text("table") {
+            config = config.table(&table)?;
+        }
+        if let Some(unlogged) = options.flag("unlogged")? {
+            config = config.unlogged(unlogged);
+        }
+        if let Some(max) = options.number("pool_max", 1..=MAX_POOL)? {
+            config = config.pool_max(max);
+        }
+        if let Some(timeout) = options.duration("acquire_timeout", TIMEOUTS)? {
+            config = config.acquire_timeout(timeout);
+        }
+        if let Some(timeout) = options.duration("statement_timeout", TIMEOUTS)? {
+            config = config.statement_timeout(timeout);
+        }
+        if let Some(every) = options.interval_or_off("purge_interval", PURGE_INTERVALS)? {
+            config = config.purge_interval(every);
+        }
+        // What the store did not ask for goes to sqlx if sqlx knows it.
         let mut driver_url = parsed.clone();
         driver_url.set_query(None);
         let mut has_application_name = false;
         {
             let mut driver_query = driver_url.query_pairs_mut();
             let mut after_secret = false;
-            for (name, value) in parsed.query_pairs() {
-                let name = name.as_ref();
-                if after_secret
-                    && !(STORE_OPTIONS.contains(&name)
-                        || DRIVER_OPTIONS.contains(&name)
-                        || is_driver_setting(name))
-                {
+            for (name, value) in options.rest() {
+                if DRIVER_OPTIONS.contains(&name.as_str()) || is_driver_setting(&name) {
+                    has_application_name |= name == "application_name";
+                    after_secret |= cache_core::raw::is_secret_option(&name);
+                    driver_query.append_pair(&name, &value);
+                } else if after_secret {
                     // Its name may be the tail of a password that held a raw `&`.
                     return Err(Error::config(format!(
                         "an unknown PostgreSQL URL option follows a password option in \
                          {redacted_url}; percent-encode `&` in a password as %26"
                     )));
-                }
-                after_secret |= cache_core::raw::is_secret_option(name);
-                if STORE_OPTIONS.contains(&name) {
-                    config = config.apply_option(name, &value)?;
-                } else if DRIVER_OPTIONS.contains(&name) || is_driver_setting(name) {
-                    has_application_name |= name == "application_name";
-                    driver_query.append_pair(name, &value);
                 } else {
                     return Err(Error::config(format!(
                         "unknown PostgreSQL URL option {name:?} in {redacted_url}; store options: \
@@ -287,47 +310,14 @@ impl PostgresConfig {
             ("acquire_timeout", self.acquire_timeout),
             ("statement_timeout", self.statement_timeout),
         ] {
-            if timeout.is_zero() {
-                return Err(Error::config(format!(
-                    "PostgreSQL {name} must be more than zero (at least 1ms); there is no \
-                     unlimited setting"
-                )));
-            }
-            if timeout > MAX_TIMEOUT {
-                return Err(Error::config(format!(
-                    "PostgreSQL {name} of {timeout:?} is too long: at most {}ms (about 24 days), \
-                     PostgreSQL's own limit",
-                    MAX_TIMEOUT.as_millis()
-                )));
-            }
+            check_duration("PostgreSQL", name, timeout, TIMEOUTS)?;
+        }
+        if let Some(every) = self.purge_interval {
+            // A longer interval overflows the purge task's clock; zero would purge without
+            // pause. `None` turns the purge off.
+            check_duration("PostgreSQL", "purge_interval", every, PURGE_INTERVALS)?;
         }
         Ok(())
-    }
-
-    fn apply_option(self, name: &str, value: &str) -> Result<Self> {
-        Ok(match name {
-            "table" => self.table(value)?,
-            "unlogged" => self.unlogged(parse_bool(name, value)?),
-            "pool_max" => {
-                let max = value.parse::<u32>().ok().filter(|max| *max > 0);
-                self.pool_max(max.ok_or_else(|| {
-                    Error::config(format!(
-                        "PostgreSQL URL option pool_max={value} is not a positive whole number"
-                    ))
-                })?)
-            }
-            "acquire_timeout" => self.acquire_timeout(parse_duration(name, value)?),
-            "statement_timeout" => self.statement_timeout(parse_duration(name, value)?),
-            "purge_interval" => match value {
-                "off" | "0" | "none" => self.purge_interval(None),
-                _ => self.purge_interval(Some(parse_duration(name, value)?)),
-            },
-            other => {
-                return Err(Error::config(format!(
-                    "unknown PostgreSQL store option {other:?}"
-                )));
-            }
-        })
     }
 
     /// Uses table `name` (`table` or `schema.table`); see [`TableName::new`] for the rules.
@@ -371,8 +361,9 @@ impl PostgresConfig {
 
     /// How often a background task deletes expired rows (default 60 s); `None` turns it off, and
     /// [`PostgresBackend::purge_expired`](crate::PostgresBackend::purge_expired) still works.
+    /// Zero or more than [`MAX_PURGE_INTERVAL`] makes connecting fail with [`Error::Config`].
     pub fn purge_interval(mut self, interval: Option<Duration>) -> Self {
-        self.purge_interval = interval.filter(|interval| !interval.is_zero());
+        self.purge_interval = interval;
         self
     }
 
@@ -421,101 +412,6 @@ fn is_driver_setting(name: &str) -> bool {
     name.starts_with("options[") && name.ends_with(']')
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool> {
-    match value {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(Error::config(format!(
-            "PostgreSQL URL option {name}={value} is not true or false"
-        ))),
-    }
-}
-
-/// `250ms`, `5s`, `2m`, `1h`: a whole number and a unit, so `5` cannot be misread.
-fn parse_duration(name: &str, value: &str) -> Result<Duration> {
-    let digits_end = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(digits_end);
-    let bad = || {
-        Error::config(format!(
-            "PostgreSQL URL option {name}={value} is not a duration such as 250ms, 5s, 2m or 1h"
-        ))
-    };
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let unit_millis = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" | "min" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(unit_millis)
-        .map(Duration::from_millis)
-        .ok_or_else(bad)
-}
-
-/// `url` with the password (in the user part, or a `password=`, `sslpassword=` or other option
-/// that [`cache_core::raw::is_secret_option`] names) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            if parsed
-                .query_pairs()
-                .any(|(name, _)| cache_core::raw::is_secret_option(&name))
-            {
-                // Options after a secret one, and the fragment, go too: a raw `&` or `#` in the
-                // secret would let its tail show as another option's name or as the fragment.
-                let mut pairs: Vec<(String, String)> = Vec::new();
-                for (name, value) in parsed.query_pairs() {
-                    if cache_core::raw::is_secret_option(&name) {
-                        pairs.push((name.into_owned(), "***".to_owned()));
-                        break;
-                    }
-                    pairs.push((name.into_owned(), value.into_owned()));
-                }
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
-                parsed.set_fragment(None);
-            }
-            parsed.to_string()
-        }
-        Err(_) => redact_unparseable(url),
-    }
-}
-
-/// Without a parse there is no telling where the user part or the query ends (a password may
-/// itself hold `@`, `/` or `?`), so any URL that could carry a password keeps only its scheme.
-fn redact_unparseable(url: &str) -> String {
-    let lowercase = url.to_ascii_lowercase();
-    // `%` because a percent-encoded `password` option decodes to one.
-    let may_hold_password = ['@', '%'].iter().any(|c| url.contains(*c))
-        || ["pass", "secret", "token"]
-            .iter()
-            .any(|word| lowercase.contains(word));
-    if !may_hold_password {
-        return url.to_owned();
-    }
-    let scheme = url
-        .split_once("://")
-        .map(|(scheme, _)| scheme)
-        .filter(|scheme| {
-            !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        });
-    match scheme {
-        Some(scheme) => {
-            format!("{scheme}://*** (an unparseable URL, not shown as it may hold a password)")
-        }
-        None => "*** (an unparseable URL, not shown as it may hold a password)".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,13 +450,11 @@ mod tests {
         assert_eq!(config.get_acquire_timeout(), Duration::from_millis(250));
         assert_eq!(config.get_statement_timeout(), Duration::from_secs(2));
         assert_eq!(config.get_purge_interval(), Some(Duration::from_secs(300)));
-        for off in ["off", "0", "none"] {
-            let url = format!("postgres://u@h/db?purge_interval={off}");
-            assert_eq!(
-                PostgresConfig::from_url(&url).unwrap().get_purge_interval(),
-                None
-            );
-        }
+        let url = "postgres://u@h/db?purge_interval=off";
+        assert_eq!(
+            PostgresConfig::from_url(url).unwrap().get_purge_interval(),
+            None
+        );
     }
 
     #[test]
@@ -662,7 +556,6 @@ mod tests {
                 source = cause.source();
             }
             assert!(!chain.contains("ter2"), "{url}: {chain}");
-            assert!(chain.contains("postgres://***"), "{url}: {chain}");
         }
         // With nothing that can carry a password, the whole URL stays for the reader.
         assert_eq!(redact_url("postgres://[bad/db"), "postgres://[bad/db");
@@ -758,23 +651,31 @@ mod tests {
     }
 
     #[test]
-    fn durations_need_a_unit() {
-        assert_eq!(
-            parse_duration("x", "250ms").unwrap(),
-            Duration::from_millis(250)
-        );
-        assert_eq!(parse_duration("x", "3s").unwrap(), Duration::from_secs(3));
-        assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(
-            parse_duration("x", "2min").unwrap(),
-            Duration::from_secs(120)
-        );
-        assert_eq!(
-            parse_duration("x", "1h").unwrap(),
-            Duration::from_secs(3600)
-        );
-        for bad in ["", "s", "5", "5sec", "-5s", "1.5s"] {
-            assert!(parse_duration("x", bad).is_err(), "{bad:?}");
+    fn options_follow_the_one_grammar_and_old_spellings_say_what_to_write() {
+        for (option, hint) in [
+            ("acquire_timeout=5", "write 5s"),
+            ("statement_timeout=2min", "write 2m"),
+            ("purge_interval=none", "write off"),
+            ("purge_interval=0", "write off"),
+            ("purge_interval=25h", "outside"),
+            ("unlogged=yes", "write true or false"),
+            ("unlogged=0", "write true or false"),
+            ("pool_max=0", "outside 1 to 10000"),
+            ("table=a&table=b", "twice"),
+        ] {
+            match PostgresConfig::from_url(&format!("postgres://u@h/db?{option}")) {
+                Err(Error::Config { message, .. }) => {
+                    assert!(message.contains(hint), "{option}: {message}");
+                }
+                other => panic!("{option}: expected a config error, got {other:?}"),
+            }
         }
+        let config = PostgresConfig::from_url(
+            "postgres://u@h/db?unlogged=false&purge_interval=off&acquire_timeout=1500ms",
+        )
+        .unwrap();
+        assert!(!config.is_unlogged());
+        assert_eq!(config.get_purge_interval(), None);
+        assert_eq!(config.get_acquire_timeout(), Duration::from_millis(1500));
     }
 }

@@ -8,7 +8,7 @@ mod schema;
 pub use backend::{MAX_TTL, PostgresBackend};
 pub use config::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_POOL_MAX, DEFAULT_PURGE_INTERVAL, DEFAULT_STATEMENT_TIMEOUT,
-    DEFAULT_TABLE, MAX_TIMEOUT, PostgresConfig, TableName, redact_url,
+    DEFAULT_TABLE, MAX_PURGE_INTERVAL, MAX_TIMEOUT, PostgresConfig, TableName,
 };
 pub use core::StatementTimedOut;
 pub use schema::ddl;

@@ -174,23 +174,42 @@ async fn a_refused_batch_does_not_blame_a_long_key_that_fits() {
 }
 
 #[tokio::test]
-async fn zero_timeouts_set_in_code_are_refused_at_connect() {
+async fn timeouts_and_purge_intervals_set_in_code_are_refused_at_connect() {
     let url = common::with_options(&common::postgres_url(), "purge_interval=off");
-    for config in [
-        PostgresConfig::from_url(&url)
-            .unwrap()
-            .statement_timeout(Duration::ZERO),
-        PostgresConfig::from_url(&url)
-            .unwrap()
-            .acquire_timeout(Duration::ZERO),
+    let config = || PostgresConfig::from_url(&url).unwrap();
+    for (config, name) in [
+        (
+            config().statement_timeout(Duration::ZERO),
+            "statement_timeout",
+        ),
+        (config().acquire_timeout(Duration::ZERO), "acquire_timeout"),
+        // Once accepted, and the purge task panicked on its first tick.
+        (
+            config().purge_interval(Some(Duration::MAX)),
+            "purge_interval",
+        ),
+        (
+            config().purge_interval(Some(Duration::from_secs(u64::MAX / 4))),
+            "purge_interval",
+        ),
+        (
+            config().purge_interval(Some(Duration::ZERO)),
+            "purge_interval",
+        ),
     ] {
         match PostgresBackend::connect_with(config).await {
             Err(Error::Config { message, .. }) => {
-                assert!(message.contains("must be more than zero"), "{message}")
+                assert!(
+                    message.contains(name) && message.contains("outside"),
+                    "{message}"
+                )
             }
-            other => panic!("expected a config error, got {other:?}"),
+            other => panic!("expected a config error for {name}, got {other:?}"),
         }
     }
+    let longest = config().purge_interval(Some(cache_postgres::MAX_PURGE_INTERVAL));
+    let store = PostgresBackend::connect_with(longest).await.unwrap();
+    store.close().await.unwrap();
 }
 
 #[tokio::test]

@@ -48,6 +48,17 @@ pub fn redact_url(url: &str) -> String {
             offset += pair.len() + 1;
         }
     }
+    // A URL no parser accepts may carry a secret option outside any query
+    // (`garbage password=x`): any `name=` whose name is secret hides the rest.
+    for (equals, _) in url.match_indices('=') {
+        let name_start = url[..equals]
+            .rfind(['?', '&', ';', ' ', '\t', '/'])
+            .map_or(0, |at| at + 1);
+        if is_secret_option(&decode_option_name(&url[name_start..equals])) {
+            hidden.push((equals + 1, url.len(), "***"));
+            break;
+        }
+    }
     hidden.sort_unstable();
     let mut shown = String::with_capacity(url.len());
     let mut at = 0;

@@ -47,7 +47,7 @@ pub async fn conformance_backend() -> Arc<dyn Backend> {
         Ok(store) => Arc::new(store),
         Err(error) => panic!(
             "cannot open the PostgreSQL store at {}: {error}",
-            cache_postgres::redact_url(&url)
+            cache_core::raw::redact_url(&url)
         ),
     }
 }
