@@ -11,7 +11,10 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteBackendBuilder;
 use crate::config::Location;
-use crate::core::{Settings, Target, Workers, array_keys, key_array, map_sqlite_error, with_array};
+use crate::connection::{Conn, Settings, Target};
+use crate::error::map_sqlite_error;
+use crate::sql::{array_keys, key_array, with_array};
+use crate::worker::Workers;
 
 /// Reads are CPU bound: past one thread per core they only queue on the scheduler.
 const MAX_DEFAULT_READERS: usize = 4;
@@ -404,7 +407,7 @@ impl Backend for SqliteBackend {
 }
 
 /// Deletes `key` whatever its state and reports whether it was live.
-fn delete_reporting_live(conn: &crate::core::Conn, key: &str, now: i64) -> rusqlite::Result<bool> {
+fn delete_reporting_live(conn: &Conn, key: &str, now: i64) -> rusqlite::Result<bool> {
     let mut statement = conn.db.prepare_cached(&conn.sql.delete_live)?;
     let mut rows = statement.query(params![key, now])?;
     let mut live = false;

@@ -2,8 +2,11 @@
 
 mod backend;
 mod config;
-mod core;
+mod connection;
+mod error;
 mod queue;
+mod sql;
+mod worker;
 
 pub use backend::SqliteBackend;
 pub use config::{
