@@ -7,7 +7,7 @@ use cache_core::{Error, Result};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, SqlSafeStr, SqlStr, Transaction};
 
 use crate::config::{PostgresConfig, TableName};
-use crate::core::map_postgres_error;
+use crate::error::map_postgres_error;
 
 /// The two-part advisory lock key that every store takes while it creates or checks its table
 /// (`'cach'` and `'schm'` in ASCII). It is one fixed key, not one per table name: `cachette` and
