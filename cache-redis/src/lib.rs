@@ -5,6 +5,7 @@ mod backend;
 mod cluster;
 mod config;
 mod core;
+mod routing;
 
 pub use backend::RedisBackend;
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, MAX_TIMEOUT, RedisConfig};
