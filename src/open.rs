@@ -34,7 +34,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Backend>> {
         .map(|(scheme, _)| scheme.to_ascii_lowercase())
         .ok_or_else(|| Error::config(format!("{url:?} is not a store URL (no scheme)")))?;
     match scheme.as_str() {
-        "memory" => open_memory(url),
+        "memory" => open_memory(url).await,
         "sqlite" => open_sqlite(url).await,
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "redis+unix" => {
             open_redis(url).await
@@ -49,12 +49,12 @@ pub async fn open(url: &str) -> Result<Arc<dyn Backend>> {
 }
 
 #[cfg(feature = "memory")]
-fn open_memory(url: &str) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(cache_memory::MemoryBackend::from_url(url)?))
+async fn open_memory(url: &str) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(cache_memory::MemoryBackend::open(url).await?))
 }
 
 #[cfg(not(feature = "memory"))]
-fn open_memory(url: &str) -> Result<Arc<dyn Backend>> {
+async fn open_memory(url: &str) -> Result<Arc<dyn Backend>> {
     Err(feature_off("memory", url))
 }
 
@@ -70,7 +70,7 @@ async fn open_sqlite(url: &str) -> Result<Arc<dyn Backend>> {
 
 #[cfg(feature = "redis")]
 async fn open_redis(url: &str) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(cache_redis::RedisBackend::connect(url).await?))
+    Ok(Arc::new(cache_redis::RedisBackend::open(url).await?))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -80,9 +80,7 @@ async fn open_redis(url: &str) -> Result<Arc<dyn Backend>> {
 
 #[cfg(feature = "postgres")]
 async fn open_postgres(url: &str) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(
-        cache_postgres::PostgresBackend::connect(url).await?,
-    ))
+    Ok(Arc::new(cache_postgres::PostgresBackend::open(url).await?))
 }
 
 #[cfg(not(feature = "postgres"))]

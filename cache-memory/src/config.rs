@@ -6,13 +6,23 @@ use cache_core::{Error, Result};
 use crate::{MemoryBackend, MemoryBackendBuilder};
 
 impl MemoryBackend {
-    /// A store from a `memory://` URL: `memory://`, `memory://?capacity=N` (entries) or
+    /// Opens the store a `memory://` URL describes; see [`MemoryBackendBuilder::from_url`].
+    /// Nothing here waits: it is `async` to read like every other store's `open`.
+    pub async fn open(url: &str) -> Result<Self> {
+        MemoryBackendBuilder::from_url(url).map(MemoryBackendBuilder::build)
+    }
+}
+
+impl MemoryBackendBuilder {
+    /// Settings from a `memory://` URL: `memory://`, `memory://?capacity=N` (entries) or
     /// `memory://?max_bytes=N`, optionally with `&max_key_bytes=N`. The options follow the
     /// grammar of every store URL ([`Options`]).
     ///
     /// ```
-    /// let store = cache_memory::MemoryBackend::from_url("memory://?capacity=1000").unwrap();
-    /// assert!(cache_memory::MemoryBackend::from_url("memory://?capacity=lots").is_err());
+    /// use cache_memory::MemoryBackendBuilder;
+    ///
+    /// let store = MemoryBackendBuilder::from_url("memory://?capacity=1000").unwrap().build();
+    /// assert!(MemoryBackendBuilder::from_url("memory://?capacity=lots").is_err());
     /// # let _ = store;
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
@@ -53,7 +63,7 @@ impl MemoryBackend {
         if let Some(key_bytes) = key_bytes {
             builder = builder.max_key_bytes(key_bytes);
         }
-        Ok(builder.build())
+        Ok(builder)
     }
 }
 
@@ -63,9 +73,9 @@ mod tests {
 
     #[test]
     fn parses_bounds_and_rejects_unknown_options() {
-        assert!(MemoryBackend::from_url("memory://").is_ok());
-        assert!(MemoryBackend::from_url("memory://?max_bytes=1048576").is_ok());
-        assert!(MemoryBackend::from_url("MEMORY://?capacity=10&max_key_bytes=100").is_ok());
+        assert!(MemoryBackendBuilder::from_url("memory://").is_ok());
+        assert!(MemoryBackendBuilder::from_url("memory://?max_bytes=1048576").is_ok());
+        assert!(MemoryBackendBuilder::from_url("MEMORY://?capacity=10&max_key_bytes=100").is_ok());
         for bad in [
             "memory://?capacity=-1",
             "memory://?capacity=0",
@@ -77,7 +87,10 @@ mod tests {
             "memory",
         ] {
             assert!(
-                matches!(MemoryBackend::from_url(bad), Err(Error::Config { .. })),
+                matches!(
+                    MemoryBackendBuilder::from_url(bad),
+                    Err(Error::Config { .. })
+                ),
                 "{bad}"
             );
         }

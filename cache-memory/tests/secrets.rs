@@ -2,7 +2,7 @@
 //! may still carry credentials.
 
 use cache_core::conformance::secrets::{OPTION, PASSWORD, check_passwords_stay_hidden, shown};
-use cache_memory::MemoryBackend;
+use cache_memory::MemoryBackendBuilder;
 
 #[test]
 fn the_url_parser_never_shows_a_password() {
@@ -17,6 +17,6 @@ fn the_url_parser_never_shows_a_password() {
     let templates: Vec<&str> = templates.iter().map(String::as_str).collect();
     // A store holds no URL, so only errors can show one.
     check_passwords_stay_hidden(&templates, |url| {
-        shown(&MemoryBackend::from_url(url).map(drop))
+        shown(&MemoryBackendBuilder::from_url(url).map(drop))
     });
 }

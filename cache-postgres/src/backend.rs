@@ -45,18 +45,18 @@ impl Drop for PostgresBackend {
 }
 
 impl PostgresBackend {
-    /// Connects with a `postgres://` URL (see [`PostgresConfig::from_url`] for its options),
-    /// creates the table if it is missing, and starts the background purge.
+    /// Opens the store a `postgres://` URL names (see [`PostgresConfig::from_url`] for its
+    /// options, and [`PostgresConfig::open`] for settings adjusted in code): connects, creates
+    /// the table if it is missing, and starts the background purge.
     ///
     /// Fails with [`Error::Config`](cache_core::Error::Config) for a bad URL or an existing table
     /// of another shape, and with [`Error::Backend`](cache_core::Error::Backend) when the server
     /// cannot be reached within `acquire_timeout`.
-    pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with(PostgresConfig::from_url(url)?).await
+    pub async fn open(url: &str) -> Result<Self> {
+        PostgresConfig::from_url(url)?.open().await
     }
 
-    /// Connects with a prepared [`PostgresConfig`].
-    pub async fn connect_with(config: PostgresConfig) -> Result<Self> {
+    pub(crate) async fn with_config(config: PostgresConfig) -> Result<Self> {
         let purge_interval = config.get_purge_interval();
         let core = Arc::new(Core::connect(config).await?);
         let purger = purge_interval.map(|every| spawn_purger(&core, every));

@@ -320,6 +320,11 @@ impl PostgresConfig {
         Ok(())
     }
 
+    /// Opens the store with these settings; see [`PostgresBackend::open`](crate::PostgresBackend::open).
+    pub async fn open(self) -> Result<crate::PostgresBackend> {
+        crate::PostgresBackend::with_config(self).await
+    }
+
     /// Uses table `name` (`table` or `schema.table`); see [`TableName::new`] for the rules.
     pub fn table(mut self, name: &str) -> Result<Self> {
         self.table = TableName::new(name)?;

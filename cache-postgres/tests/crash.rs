@@ -17,7 +17,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 async fn store(server_url: &str, table: &str, unlogged: bool) -> PostgresBackend {
     let url = format!("{server_url}?table={table}&unlogged={unlogged}&purge_interval=off");
-    PostgresBackend::connect(&url)
+    PostgresBackend::open(&url)
         .await
         .unwrap_or_else(|error| panic!("cannot open the store on {table}: {error}"))
 }

@@ -40,7 +40,7 @@ async fn conformance_outage_case() {
         "{}?table=outage&pool_max=4&acquire_timeout=1s&statement_timeout=1s&purge_interval=off",
         server.url()
     );
-    let store = PostgresBackend::connect(&url)
+    let store = PostgresBackend::open(&url)
         .await
         .expect("connects to the throwaway server");
     let backend: Arc<dyn Backend> = Arc::new(store);

@@ -56,7 +56,7 @@ async fn a_restart_fails_calls_with_backend_errors_then_the_pool_recovers() {
         ACQUIRE_TIMEOUT.as_millis(),
         STATEMENT_TIMEOUT.as_millis()
     );
-    let store = Arc::new(PostgresBackend::connect(&url).await.unwrap());
+    let store = Arc::new(PostgresBackend::open(&url).await.unwrap());
     let written: Vec<(String, Bytes)> = (0..500)
         .map(|i| (format!("before:{i}"), Bytes::from(format!("value {i}"))))
         .collect();

@@ -40,7 +40,7 @@ async fn start_at_once(urls: Vec<String>, round: usize) -> Vec<PostgresBackend> 
             let barrier = Arc::clone(&barrier);
             tokio::spawn(async move {
                 barrier.wait().await;
-                PostgresBackend::connect(&url).await
+                PostgresBackend::open(&url).await
             })
         })
         .collect();
@@ -162,7 +162,7 @@ async fn a_table_of_another_shape_is_a_config_error() {
     ))
     .await;
     let url = common::with_options(&common::postgres_url(), &format!("table={table}"));
-    match PostgresBackend::connect(&url).await {
+    match PostgresBackend::open(&url).await {
         Err(Error::Config { message, .. }) => {
             assert!(message.contains(&table), "{message}");
             assert!(message.contains("column key"), "{message}");
@@ -190,7 +190,7 @@ async fn mixed_case_and_schema_qualified_names_are_quoted_and_distinct() {
     let qualified = format!("{schema}.entries");
     let url = common::with_options(&common::postgres_url(), &format!("table={qualified}"));
     let config = PostgresConfig::from_url(&url).unwrap();
-    let store = PostgresBackend::connect_with(config).await.unwrap();
+    let store = config.open().await.unwrap();
     store
         .set("k", Bytes::from_static(b"v"), None, Condition::Always)
         .await

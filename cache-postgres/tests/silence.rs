@@ -31,7 +31,7 @@ async fn connect_gives_up_when_the_server_goes_silent_while_creating_the_table()
         &format!("table={table}&acquire_timeout=500ms&statement_timeout=300ms&purge_interval=off"),
     );
     let started = Instant::now();
-    let result = tokio::time::timeout(HANG, PostgresBackend::connect(&url))
+    let result = tokio::time::timeout(HANG, PostgresBackend::open(&url))
         .await
         .unwrap_or_else(|_| panic!("connect hung for {HANG:?} on a silent server"));
     match result {
@@ -62,7 +62,7 @@ async fn one_timed_out_statement_does_not_retire_the_other_connections() {
              &purge_interval=off"
         ),
     );
-    let store = Arc::new(PostgresBackend::connect(&url).await.unwrap());
+    let store = Arc::new(PostgresBackend::open(&url).await.unwrap());
     store
         .set("locked", Bytes::from_static(b"v"), None, Condition::Always)
         .await

@@ -197,7 +197,7 @@ async fn timeouts_and_purge_intervals_set_in_code_are_refused_at_connect() {
             "purge_interval",
         ),
     ] {
-        match PostgresBackend::connect_with(config).await {
+        match config.open().await {
             Err(Error::Config { message, .. }) => {
                 assert!(
                     message.contains(name) && message.contains("outside"),
@@ -208,7 +208,7 @@ async fn timeouts_and_purge_intervals_set_in_code_are_refused_at_connect() {
         }
     }
     let longest = config().purge_interval(Some(cache_postgres::MAX_PURGE_INTERVAL));
-    let store = PostgresBackend::connect_with(longest).await.unwrap();
+    let store = longest.open().await.unwrap();
     store.close().await.unwrap();
 }
 
@@ -310,9 +310,7 @@ async fn passwords_stay_out_of_debug_output_and_errors() {
     let base = common::postgres_url();
     let mut with_password = url::Url::parse(&base).unwrap();
     with_password.set_password(Some("hunter2")).unwrap();
-    let store = PostgresBackend::connect(with_password.as_str())
-        .await
-        .unwrap();
+    let store = PostgresBackend::open(with_password.as_str()).await.unwrap();
     let shown = format!("{store:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("***"), "{shown}");
@@ -321,7 +319,7 @@ async fn passwords_stay_out_of_debug_output_and_errors() {
     // Nothing listens on port 1 of loopback: connecting fails, and says where without the
     // password.
     let url = "postgres://app:hunter2@127.0.0.1:1/db?acquire_timeout=300ms&password=swordfish";
-    let error = PostgresBackend::connect(url).await.unwrap_err();
+    let error = PostgresBackend::open(url).await.unwrap_err();
     assert!(matches!(error, Error::Backend { .. }), "{error:?}");
     let mut chain = format!("{error} {error:?}");
     let mut source = error.source();
@@ -401,7 +399,7 @@ async fn a_refused_connection_says_so() {
         listener.local_addr().unwrap().port()
     };
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?acquire_timeout=300ms");
-    let err = PostgresBackend::connect(&url).await.unwrap_err();
+    let err = PostgresBackend::open(&url).await.unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     let mut chain = err.to_string();
     let mut source = err.source();

@@ -60,7 +60,7 @@ const MAX_KEYS_PER_UNLINK: usize = 10_000;
 /// use cache_core::Cache;
 /// use cache_redis::RedisBackend;
 ///
-/// let store = RedisBackend::connect("redis://127.0.0.1:6379/0?response_timeout=500ms").await?;
+/// let store = RedisBackend::open("redis://127.0.0.1:6379/0?response_timeout=500ms").await?;
 /// let cache: Cache<String> = Cache::builder(Arc::new(store)).prefix("names:").build();
 /// cache.set("1", &"Ada".to_string()).await?;
 /// # Ok(()) }
@@ -79,16 +79,16 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects to the server or cluster a URL names; see [`RedisConfig::from_url`] for the
-    /// forms and options. Fails with [`Error::Config`](cache_core::Error::Config) for a wrong
-    /// URL and [`Error::Backend`](cache_core::Error::Backend) when the server cannot be reached
-    /// or refuses the credentials.
-    pub async fn connect(url: &str) -> Result<Self> {
-        Self::with_config(RedisConfig::from_url(url)?).await
+    /// Opens the store on the server or cluster a URL names; see [`RedisConfig::from_url`] for
+    /// the forms and options, and [`RedisConfig::open`] for settings adjusted in code. Fails
+    /// with [`Error::Config`](cache_core::Error::Config) for a wrong URL and
+    /// [`Error::Backend`](cache_core::Error::Backend) when the server cannot be reached or
+    /// refuses the credentials.
+    pub async fn open(url: &str) -> Result<Self> {
+        RedisConfig::from_url(url)?.open().await
     }
 
-    /// Connects with a configuration built or adjusted in code.
-    pub async fn with_config(config: RedisConfig) -> Result<Self> {
+    pub(crate) async fn with_config(config: RedisConfig) -> Result<Self> {
         Ok(Self {
             core: Core::connect(config).await?,
         })

@@ -244,6 +244,11 @@ impl RedisConfig {
         Ok(())
     }
 
+    /// Opens the store with these settings.
+    pub async fn open(self) -> Result<crate::RedisBackend> {
+        crate::RedisBackend::with_config(self).await
+    }
+
     /// How long one connection attempt may take.
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout

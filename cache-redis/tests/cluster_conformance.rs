@@ -17,7 +17,7 @@ async fn store() -> Arc<dyn Backend> {
     // longer than the default 2 s response timeout.
     let separator = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{separator}response_timeout=10s");
-    match RedisBackend::connect(&url).await {
+    match RedisBackend::open(&url).await {
         Ok(store) => {
             assert!(
                 store.config().is_cluster(),

@@ -135,7 +135,7 @@ async fn tag_on_first_primary(cluster: &ThrowawayCluster, name: &str) -> (String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_keep_working_after_a_slot_moves() {
     let cluster = ThrowawayCluster::start().await;
-    let store = RedisBackend::connect(&cluster.url())
+    let store = RedisBackend::open(&cluster.url())
         .await
         .expect("connects to the throwaway cluster");
 
@@ -200,7 +200,7 @@ async fn batches_keep_working_after_a_slot_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_work_while_a_slot_is_migrating() {
     let cluster = ThrowawayCluster::start().await;
-    let store = RedisBackend::connect(&cluster.url())
+    let store = RedisBackend::open(&cluster.url())
         .await
         .expect("connects to the throwaway cluster");
     let (tag, slot) = tag_on_first_primary(&cluster, "migrating").await;
@@ -270,7 +270,7 @@ async fn batches_work_while_a_slot_is_migrating() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clear_prefix_finds_keys_on_a_primary_it_has_not_seen() {
     let mut cluster = ThrowawayCluster::start().await;
-    let store = RedisBackend::connect(&cluster.url())
+    let store = RedisBackend::open(&cluster.url())
         .await
         .expect("connects to the throwaway cluster");
     let (tag, slot) = tag_on_first_primary(&cluster, "joining").await;

@@ -21,7 +21,7 @@ struct Counted {
 impl Counted {
     async fn start() -> Self {
         let cluster = ThrowawayCluster::start().await;
-        let store = RedisBackend::connect(&cluster.url())
+        let store = RedisBackend::open(&cluster.url())
             .await
             .expect("connects to the throwaway cluster");
         // The first batch fetches the slot map; let that happen before counting.

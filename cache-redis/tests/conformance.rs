@@ -14,7 +14,7 @@ async fn store() -> Arc<dyn Backend> {
     // longer than the default 2 s response timeout.
     let separator = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{separator}response_timeout=10s");
-    match RedisBackend::connect(&url).await {
+    match RedisBackend::open(&url).await {
         Ok(store) => Arc::new(store),
         Err(error) => panic!("cannot reach the Redis server of CACHETTE_REDIS_URL: {error}"),
     }

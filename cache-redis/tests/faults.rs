@@ -112,7 +112,7 @@ async fn every_call_fails_with_backend_error(store: &RedisBackend) {
 async fn killed_server_gives_backend_errors_then_the_store_recovers_on_restart() {
     let mut server = ThrowawayRedis::start(&[]).await;
     let store = Arc::new(
-        RedisBackend::connect(&format!("{}?{TIMEOUTS}", server.url()))
+        RedisBackend::open(&format!("{}?{TIMEOUTS}", server.url()))
             .await
             .expect("connects to the throwaway server"),
     );
@@ -206,7 +206,7 @@ async fn cache_entries(store: &RedisBackend) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_server_times_out_with_backend_errors_and_serves_again_when_thawed() {
     let server = ThrowawayRedis::start(&[]).await;
-    let store = RedisBackend::connect(&format!("{}?{TIMEOUTS}", server.url()))
+    let store = RedisBackend::open(&format!("{}?{TIMEOUTS}", server.url()))
         .await
         .expect("connects to the throwaway server");
     store
@@ -237,7 +237,7 @@ async fn connecting_to_a_dead_server_is_a_prompt_backend_error() {
     let mut server = ThrowawayRedis::start(&[]).await;
     let url = format!("{}?{TIMEOUTS}", server.url());
     server.kill();
-    match no_hang("connect", RedisBackend::connect(&url)).await {
+    match no_hang("connect", RedisBackend::open(&url)).await {
         Err(error @ Error::Backend { operation, .. }) => {
             assert_eq!(operation, "connect");
             assert!(error.is_transient(), "{error}");
@@ -253,7 +253,7 @@ async fn connecting_to_a_dead_server_is_a_prompt_backend_error() {
 async fn a_value_over_the_servers_limit_is_refused_before_it_breaks_the_connection() {
     let server = ThrowawayRedis::start(&["--proto-max-bulk-len", "1mb"]).await;
     let store = Arc::new(
-        RedisBackend::connect(&format!("{}?{TIMEOUTS}", server.url()))
+        RedisBackend::open(&format!("{}?{TIMEOUTS}", server.url()))
             .await
             .expect("connect"),
     );

@@ -32,7 +32,7 @@ async fn conformance_outage_case() {
         "{}?connect_timeout=300ms&response_timeout=500ms",
         server.url()
     );
-    let store = RedisBackend::connect(&url)
+    let store = RedisBackend::open(&url)
         .await
         .expect("connects to the throwaway server");
     let backend: Arc<dyn Backend> = Arc::new(store);

@@ -26,7 +26,7 @@ struct Counted {
 impl Counted {
     async fn start() -> Self {
         let server = ThrowawayRedis::start(&[]).await;
-        let store = RedisBackend::connect(&server.url())
+        let store = RedisBackend::open(&server.url())
             .await
             .expect("connects to the throwaway server");
         let mut stats = server.raw().await;
@@ -250,7 +250,7 @@ impl Observer for Quiet {
 async fn batches_through_a_stack_of_layers_are_still_one_command_each() {
     let mut counted = Counted::start().await;
     let store: Arc<dyn Backend> = Arc::new(
-        RedisBackend::connect(&counted.server.url())
+        RedisBackend::open(&counted.server.url())
             .await
             .expect("connects to the throwaway server"),
     );

@@ -15,7 +15,7 @@ async fn passwords_work_and_never_show_in_debug_or_errors() {
     let port = server.port();
     let encoded = PASSWORD.replace('&', "%26");
 
-    let store = RedisBackend::connect(&format!("redis://:{encoded}@127.0.0.1:{port}/0"))
+    let store = RedisBackend::open(&format!("redis://:{encoded}@127.0.0.1:{port}/0"))
         .await
         .expect("the right password is accepted");
     store
@@ -29,7 +29,7 @@ async fn passwords_work_and_never_show_in_debug_or_errors() {
     );
 
     // The same user name and password through ACL syntax.
-    let store = RedisBackend::connect(&format!("redis://default:{encoded}@127.0.0.1:{port}/0"))
+    let store = RedisBackend::open(&format!("redis://default:{encoded}@127.0.0.1:{port}/0"))
         .await
         .expect("user `default` with the password is accepted");
     assert_eq!(store.get("k").await.expect("get"), Some(Bytes::from("v")));
@@ -39,7 +39,7 @@ async fn passwords_work_and_never_show_in_debug_or_errors() {
         format!("redis://default:{encoded}-wrong@127.0.0.1:{port}/0"),
         format!("redis://127.0.0.1:{port}/0"),
     ] {
-        match RedisBackend::connect(&url).await {
+        match RedisBackend::open(&url).await {
             Err(error @ Error::Backend { .. }) => {
                 let message = format!("{error} / {error:?}");
                 assert!(!message.contains(PASSWORD), "{message}");
@@ -71,7 +71,7 @@ async fn unix_socket_urls_reach_the_server_and_its_database() {
     let server =
         ThrowawayRedis::start(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"]).await;
 
-    let store = RedisBackend::connect(&format!("redis+unix://{socket_arg}?db=3"))
+    let store = RedisBackend::open(&format!("redis+unix://{socket_arg}?db=3"))
         .await
         .expect("connects over the socket");
     store
@@ -106,10 +106,10 @@ async fn unix_socket_urls_reach_the_server_and_its_database() {
 async fn a_database_is_a_namespace_even_for_the_empty_prefix() {
     let server = ThrowawayRedis::start(&[]).await;
     let port = server.port();
-    let zero = RedisBackend::connect(&format!("redis://127.0.0.1:{port}/0"))
+    let zero = RedisBackend::open(&format!("redis://127.0.0.1:{port}/0"))
         .await
         .expect("db 0");
-    let five = RedisBackend::connect(&format!("redis://127.0.0.1:{port}/5"))
+    let five = RedisBackend::open(&format!("redis://127.0.0.1:{port}/5"))
         .await
         .expect("db 5");
     zero.set("shared-name", Bytes::from("zero"), None, Condition::Always)
@@ -133,9 +133,7 @@ async fn a_database_is_a_namespace_even_for_the_empty_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_after_close_are_backend_errors() {
     let server = ThrowawayRedis::start(&[]).await;
-    let store = RedisBackend::connect(&server.url())
-        .await
-        .expect("connects");
+    let store = RedisBackend::open(&server.url()).await.expect("connects");
     store.close().await.expect("close");
     match store.get("k").await {
         Err(Error::Backend { operation, .. }) => assert_eq!(operation, "get"),
@@ -151,13 +149,13 @@ async fn wrong_urls_are_config_errors_before_any_connection() {
         "redis://127.0.0.1/0?pool=3",
     ] {
         assert!(
-            matches!(RedisBackend::connect(url).await, Err(Error::Config { .. })),
+            matches!(RedisBackend::open(url).await, Err(Error::Config { .. })),
             "{url}"
         );
     }
     // Without the `tls` feature a rediss:// URL says which feature to turn on.
     if !cfg!(feature = "tls") {
-        let error = RedisBackend::connect("rediss://:pw@127.0.0.1:1/0")
+        let error = RedisBackend::open("rediss://:pw@127.0.0.1:1/0")
             .await
             .expect_err("no TLS support compiled in");
         assert!(matches!(error, Error::Config { .. }), "{error:?}");

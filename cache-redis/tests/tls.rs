@@ -71,7 +71,7 @@ async fn rediss_urls_speak_tls_and_verify_the_server() {
     .await;
 
     // Trusting the test's CA, the connection is made and used.
-    let store = RedisBackend::connect(&format!("rediss://localhost:{tls_port}/0?tls_ca={ca}"))
+    let store = RedisBackend::open(&format!("rediss://localhost:{tls_port}/0?tls_ca={ca}"))
         .await
         .expect("connects over TLS");
     store
@@ -84,7 +84,7 @@ async fn rediss_urls_speak_tls_and_verify_the_server() {
     );
 
     // With the system's roots only, the server's certificate is refused.
-    match RedisBackend::connect(&format!(
+    match RedisBackend::open(&format!(
         "rediss://localhost:{tls_port}/0?connect_timeout=500ms"
     ))
     .await
@@ -99,7 +99,7 @@ async fn rediss_urls_speak_tls_and_verify_the_server() {
         file("nope.crt")
     );
     assert!(matches!(
-        RedisBackend::connect(&missing).await,
+        RedisBackend::open(&missing).await,
         Err(Error::Config { .. })
     ));
 }

@@ -38,7 +38,7 @@ pub async fn setup(
 ) -> BenchResult<StoreBench> {
     let table = table(unlogged);
     let store_url = with_options(url, &format!("table={table}&unlogged={unlogged}"));
-    let backend = Arc::new(PostgresBackend::connect(&store_url).await?);
+    let backend = Arc::new(PostgresBackend::open(&store_url).await?);
     let prefix = run_prefix();
     let facade = Facade::<false>::contender(backend.clone(), &format!("{prefix}f:"), workload);
     let raw = RawPostgres::connect(
@@ -225,7 +225,7 @@ pub async fn round_trips(
         &proxied_url,
         &format!("table={table}&unlogged={unlogged}&pool_max=1"),
     );
-    let backend = Arc::new(PostgresBackend::connect(&store_url).await?);
+    let backend = Arc::new(PostgresBackend::open(&store_url).await?);
     let prefix = format!("{}trips:", run_prefix());
     let facade = Facade::<false>::new(backend.clone(), &format!("{prefix}f:"), workload);
     let raw = RawPostgres::connect(

@@ -19,7 +19,7 @@ const DEFAULT_PORT: u16 = 6379;
 /// The Redis store's contenders, preloaded.
 pub async fn setup(url: &str, workload: &SharedWorkload) -> BenchResult<StoreBench> {
     let prefix = run_prefix();
-    let backend = Arc::new(RedisBackend::connect(url).await?);
+    let backend = Arc::new(RedisBackend::open(url).await?);
     let facade = Facade::<false>::contender(backend.clone(), &format!("{prefix}f:"), workload);
     let raw = RawRedis::connect(url, full_keys(&format!("{prefix}r:"), workload), workload).await?;
     let server = server_version(&mut raw.connection.clone()).await.ok();
@@ -209,7 +209,7 @@ pub async fn round_trips(
     let proxy = CountingProxy::start(upstream).await?;
     let proxied_url = proxied.at(&proxy)?;
     let prefix = format!("{}trips:", run_prefix());
-    let backend = Arc::new(RedisBackend::connect(&proxied_url).await?);
+    let backend = Arc::new(RedisBackend::open(&proxied_url).await?);
     let facade = Facade::<false>::new(backend.clone(), &format!("{prefix}f:"), workload);
     let raw = RawRedis::connect(
         &proxied_url,

@@ -15,7 +15,7 @@
 //! // Each await opens a new handle on one shared store (a server, a file): cases then also read
 //! // through a second handle, on its own connection, what the first one wrote.
 //! cache_core::conformance_tests!(handles = async {
-//!     std::sync::Arc::new(MyStore::connect(URL).await.unwrap()) as std::sync::Arc<dyn cache_core::Backend>
+//!     std::sync::Arc::new(MyStore::open(URL).await.unwrap()) as std::sync::Arc<dyn cache_core::Backend>
 //! });
 //! ```
 //!

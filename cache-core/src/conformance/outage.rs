@@ -7,7 +7,7 @@
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn conformance_outage() {
 //!     let server = Arc::new(ThrowawayServer::start().await);
-//!     let backend = Arc::new(MyStore::connect(server.url()).await.unwrap());
+//!     let backend = Arc::new(MyStore::open(server.url()).await.unwrap());
 //!     cache_core::conformance::outage::run(backend, server).await;
 //! }
 //! ```

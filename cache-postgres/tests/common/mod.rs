@@ -43,7 +43,7 @@ pub async fn conformance_backend() -> Arc<dyn Backend> {
     // The suite runs batches of 20,000 and 100,000 keys beside each other, all cases at once in
     // its shared-store run: on a busy machine a statement takes longer than the default 5 s.
     let url = with_options(&postgres_url(), "statement_timeout=30s");
-    match PostgresBackend::connect(&url).await {
+    match PostgresBackend::open(&url).await {
         Ok(store) => Arc::new(store),
         Err(error) => panic!(
             "cannot open the PostgreSQL store at {}: {error}",
@@ -55,7 +55,7 @@ pub async fn conformance_backend() -> Arc<dyn Backend> {
 /// A store on its own fresh table (dropped by [`drop_table`]).
 pub async fn store_on(table: &str, options: &str) -> PostgresBackend {
     let url = with_options(&postgres_url(), &format!("table={table}&{options}"));
-    PostgresBackend::connect(&url)
+    PostgresBackend::open(&url)
         .await
         .unwrap_or_else(|error| panic!("cannot open the PostgreSQL store: {error}"))
 }
