@@ -394,10 +394,7 @@ async fn a_row_that_expires_at_infinity_is_eternal() {
 /// A port where nothing listens is named as refused, not reported as a pool that timed out.
 #[tokio::test]
 async fn a_refused_connection_says_so() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?acquire_timeout=300ms");
     let err = PostgresBackend::open(&url).await.unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");

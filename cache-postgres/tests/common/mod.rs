@@ -1,10 +1,11 @@
 //! What the PostgreSQL tests share: the server URL, fresh tables, and throwaway servers.
 
 // Each test file uses a different part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-pub mod proxy;
-pub mod throwaway;
+pub use cachette_test_support::ports::free_port;
+pub use cachette_test_support::postgres as throwaway;
+pub use cachette_test_support::proxy;
 
 use std::sync::Arc;
 
@@ -14,14 +15,10 @@ use sqlx::Connection;
 
 /// The server under test, from `CACHETTE_POSTGRES_URL`; fails the test when it is unset.
 pub fn postgres_url() -> String {
-    match std::env::var("CACHETTE_POSTGRES_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => panic!(
-            "CACHETTE_POSTGRES_URL is not set: run `cargo xtask test`, which starts a PostgreSQL \
-             server, or set it yourself, e.g. \
-             CACHETTE_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
-        ),
-    }
+    cachette_test_support::server_url(
+        "CACHETTE_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    )
 }
 
 /// `url` with more query options, whether or not it already has some.

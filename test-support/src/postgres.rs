@@ -8,6 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::ports::free_port;
+
 /// A running (or stopped, between [`ThrowawayPostgres::stop`] and
 /// [`ThrowawayPostgres::start_again`]) throwaway server.
 pub struct ThrowawayPostgres {
@@ -225,15 +227,6 @@ fn postgres_bin_dir() -> PathBuf {
              postgresql package to run the fault tests"
         ),
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|error| panic!("cannot find a free port: {error}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|error| panic!("cannot read the port: {error}"))
-        .port()
 }
 
 fn run(command: &mut Command) {
