@@ -397,6 +397,7 @@ impl Core {
                 ),
             ),
         )
+        .with_transient(true)
     }
 
     /// Runs one command under the deadline.
