@@ -222,7 +222,10 @@ async fn frozen_server_times_out_with_backend_errors_and_serves_again_when_thawe
         Err(error @ Error::Backend { .. }) => {
             let message = error.to_string();
             assert!(message.contains("during get"), "{message}");
-            assert!(error.is_transient(), "a timed-out call is worth a retry: {message}");
+            assert!(
+                error.is_transient(),
+                "a timed-out call is worth a retry: {message}"
+            );
         }
         other => panic!("expected Error::Backend from a frozen server, got {other:?}"),
     }

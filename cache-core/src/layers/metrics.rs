@@ -29,7 +29,7 @@ pub struct MetricsObserver {
     handles: RwLock<HashMap<(&'static str, &'static str), Handles>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Handles {
     calls: Counter,
     /// Hits and misses, for the reads that have them.
@@ -72,14 +72,21 @@ impl MetricsObserver {
         Self::default()
     }
 
-    fn handles(&self, store: &'static str, operation: &'static str) -> Handles {
+    /// Runs `record` with the handles of `store` and `operation`, taken once and kept: the
+    /// common path is a read lock and a lookup, with no clone and no allocation.
+    fn with_handles(
+        &self,
+        store: &'static str,
+        operation: &'static str,
+        record: impl Fn(&Handles),
+    ) {
         if let Some(handles) = self
             .handles
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(store, operation))
         {
-            return handles.clone();
+            return record(handles);
         }
         let handles = Handles {
             calls: counter!("cachette_calls_total", "store" => store, "operation" => operation),
@@ -95,26 +102,23 @@ impl MetricsObserver {
                 "operation" => operation
             ),
         };
-        self.handles
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((store, operation))
-            .or_insert(handles)
-            .clone()
+        let mut all = self.handles.write().unwrap_or_else(PoisonError::into_inner);
+        record(all.entry((store, operation)).or_insert(handles));
     }
 }
 
 impl Observer for MetricsObserver {
     fn on_call(&self, event: &CallEvent<'_>) {
         let call = &event.call;
-        let handles = self.handles(call.store, call.operation);
-        handles.calls.increment(1);
-        handles.duration.record(event.elapsed.as_secs_f64());
-        if let (Some(hits), Some((hit, miss))) = (event.hits, &handles.found) {
-            let hits = hits as u64;
-            hit.increment(hits);
-            miss.increment((call.keys as u64).saturating_sub(hits));
-        }
+        self.with_handles(call.store, call.operation, |handles| {
+            handles.calls.increment(1);
+            handles.duration.record(event.elapsed.as_secs_f64());
+            if let (Some(hits), Some((hit, miss))) = (event.hits, &handles.found) {
+                let hits = hits as u64;
+                hit.increment(hits);
+                miss.increment((call.keys as u64).saturating_sub(hits));
+            }
+        });
         if let Some(error) = event.error {
             counter!(
                 "cachette_errors_total",
