@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the one command that passes all tests, the same for developers and CI.
 //!
-//! Formatting, lints, docs and the quickstart example run first; then the servers are found or
+//! Formatting, lints, docs and the quickstart and observe examples run first; then the servers are found or
 //! started, every crate's tests run against them with every feature, the facade's tests run
 //! again with only the memory store compiled in, and the benchmark makes a quick smoke run. A failing step does not stop the later
 //! ones, so one run shows every problem; the run fails if any step failed.
@@ -15,12 +15,13 @@ use crate::servers::Kind;
 use crate::services::{self, Provided};
 
 /// The steps in order, for the `[n/N]` progress count.
-const STEPS: [&str; 9] = [
+const STEPS: [&str; 10] = [
     "fmt",
     "clippy",
     "clippy (no TLS)",
     "doc",
     "quickstart",
+    "observe example",
     "servers",
     "test",
     "test (memory only)",
