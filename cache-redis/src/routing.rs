@@ -89,13 +89,21 @@ impl Core {
     /// then, for a key that node no longer holds, again behind an `ASKING` to the node the `ASK`
     /// names (redis-rs follows an `ASK` itself, but its `ASKING` can be used up by another
     /// request on the shared connection).
+    ///
+    /// The first pass sends them one after another, not side by side: dozens of them at once
+    /// each meet an `ASK` that redis-rs follows with an `ASKING` of its own, which the others'
+    /// requests use up, so they bounce between the two nodes until the deadline (seen on a
+    /// loaded machine as whole batches timing out mid-migration). A migration is rare and
+    /// short; single-key round trips in turn are the safe way through it.
     async fn send_per_key(
         &self,
         operation: &'static str,
         batches: Vec<NodeBatch>,
         build: &impl Fn(&[Vec<usize>]) -> Pipeline,
     ) -> Result<Vec<(NodeBatch, Vec<Value>)>> {
-        let outcomes = self.send_batches(operation, &batches, build).await?;
+        let outcomes = self
+            .send_batches_in_turn(operation, &batches, build)
+            .await?;
         let mut done = Vec::with_capacity(batches.len());
         let mut asked = Vec::new();
         for (batch, outcome) in batches.into_iter().zip(outcomes) {
@@ -119,6 +127,25 @@ impl Core {
         let replies = self.within(operation, None, try_join_all(requests)).await?;
         done.extend(asked.into_iter().map(|(batch, _)| batch).zip(replies));
         Ok(done)
+    }
+
+    /// [`Core::send_batches`], one pipeline after another, under one deadline.
+    async fn send_batches_in_turn(
+        &self,
+        operation: &'static str,
+        batches: &[NodeBatch],
+        build: &impl Fn(&[Vec<usize>]) -> Pipeline,
+    ) -> Result<Vec<RedisResult<Vec<Value>>>> {
+        let mut connection = self.connection(operation, None)?;
+        self.within(operation, None, async {
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let pipeline = build(&batch.slots);
+                outcomes.push(connection.send_pipeline(pipeline, batch.route_slot).await);
+            }
+            Ok(outcomes)
+        })
+        .await
     }
 
     /// Sends one pipeline per batch, side by side, under one deadline, and returns how each
