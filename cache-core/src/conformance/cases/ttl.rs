@@ -37,8 +37,16 @@ pub async fn ttl_reports_remaining_time_in_milliseconds(ctx: Ctx) -> Result<()> 
             Condition::Always,
         )
         .await?;
-    let left = remaining(ctx.backend().ttl(&key).await?);
+    let ttl = ctx.backend().ttl(&key).await?;
     let elapsed = before.elapsed();
+    let Some(Ttl::Remaining(left)) = ttl else {
+        // Only a machine so slow that the whole TTL passed during two calls may find it gone.
+        assert!(
+            ttl.is_none() && elapsed >= Duration::from_millis(2_500),
+            "expected a remaining TTL, got {ttl:?} after {elapsed:?}"
+        );
+        return Ok(());
+    };
     assert!(
         left <= Duration::from_millis(2_500),
         "{left:?} exceeds the TTL"
