@@ -4,16 +4,14 @@
 pub mod postgres;
 pub mod redis;
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use cachette_test_support::ports;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
@@ -387,48 +385,18 @@ impl Record {
     }
 }
 
-/// Ports handed out by this process, so two servers started back to back never get the same
-/// one even if the OS offers it twice.
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-
-/// `count` distinct free loopback ports, chosen by the OS. They stay free only until someone
-/// else binds them, so starters retry when a server reports the address in use.
+/// `count` distinct free loopback ports (see `cachette_test_support::ports`, which the tests'
+/// throwaway servers use too).
 pub fn free_ports(count: usize) -> Result<Vec<u16>> {
-    free_ports_where(count, |_| true)
+    ports::free_ports(count).context("asking the OS for free loopback ports")
 }
 
 /// Like [`free_ports`], keeping only ports for which `accept` holds.
 pub fn free_ports_where(count: usize, accept: impl Fn(u16) -> bool) -> Result<Vec<u16>> {
-    let mut handed_out = HANDED_OUT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
-    // Holding every listener until all are chosen keeps the ports of one call distinct.
-    let mut listeners = Vec::new();
-    let mut ports = Vec::new();
-    for _ in 0..1000 {
-        if ports.len() == count {
-            break;
-        }
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .context("asking the OS for a free loopback port")?;
-        let port = listener.local_addr()?.port();
-        if !handed_out.contains(&port) && accept(port) {
-            handed_out.insert(port);
-            ports.push(port);
-        }
-        listeners.push(listener);
-    }
-    if ports.len() < count {
-        bail!("found only {} of {count} free loopback ports", ports.len());
-    }
-    Ok(ports)
+    ports::free_ports_where(count, accept).context("asking the OS for free loopback ports")
 }
 
-/// Whether a loopback port can be bound right now.
-pub fn port_is_free(port: u16) -> bool {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-}
+pub use cachette_test_support::ports::port_is_free;
 
 /// A new empty directory for one server under the system temp dir.
 fn make_dir(kind: Kind) -> Result<PathBuf> {
@@ -523,24 +491,6 @@ fn with_port_retries(kind: Kind, mut start: impl FnMut() -> Result<Server>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn free_ports_are_distinct_and_bindable() {
-        let ports = free_ports(6).unwrap();
-        let distinct: HashSet<u16> = ports.iter().copied().collect();
-        assert_eq!(distinct.len(), 6);
-        assert!(ports.iter().all(|&port| port_is_free(port)));
-        // The same process never hands a port out twice.
-        let more = free_ports(6).unwrap();
-        assert!(more.iter().all(|port| !ports.contains(port)));
-    }
-
-    #[test]
-    fn free_ports_honour_the_filter() {
-        // Linux hands out odd ports to bind(0), so filter on something else.
-        let ports = free_ports_where(3, |port| port % 4 == 3).unwrap();
-        assert!(ports.iter().all(|port| port % 4 == 3));
-    }
 
     #[test]
     fn every_server_starts_answers_and_leaves_nothing_behind() {
