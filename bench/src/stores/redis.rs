@@ -11,7 +11,7 @@ use super::{Facade, Peer, StoreBench, full_keys, run_prefix};
 use crate::BenchResult;
 use crate::measure::{Target, Timed};
 use crate::report::RoundTripRow;
-use crate::round_trips::{CountingProxy, expect_all, through_proxy};
+use crate::round_trips::{CountTrips, CountingProxy, expect_all, through_proxy};
 use crate::workload::{DidDoc, ROUND_TRIP_BATCH, SharedWorkload, TTL, decode, encode};
 
 const DEFAULT_PORT: u16 = 6379;
