@@ -1,16 +1,12 @@
 //! Fault injection for tests, by a seeded plan.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
-use crate::raw::{Forward, Layer};
-use crate::{Backend, Condition, Error, Result, Ttl};
+use crate::raw::{Answer, Call, CallFuture, Intercept, Intercepted, Layer};
+use crate::{Backend, Error, Result};
 
 /// One kind of fault [`Faults`] injects into a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,10 +128,10 @@ impl Outage {
 
 impl Layer for Faults {
     fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
-        Arc::new(FaultsBackend {
+        Arc::new(Intercepted(FaultsBackend {
             inner,
             plan: self.clone(),
-        })
+        }))
     }
 }
 
@@ -184,91 +180,37 @@ impl FaultsBackend {
             .map(|(fault, _)| *fault)
     }
 
-    fn error(&self, operation: &'static str, key: Option<&str>, what: &'static str) -> Error {
-        Error::backend(self.inner.name(), operation, key, Injected(what)).with_transient(true)
-    }
-
-    async fn call<T>(
-        &self,
-        operation: &'static str,
-        key: Option<&str>,
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let Some(fault) = self.draw(operation) else {
-            return call.await;
-        };
-        self.plan.shared.injected.fetch_add(1, Ordering::Relaxed);
-        match fault {
-            Fault::Fail => Err(self.error(operation, key, "the store could not be reached")),
-            Fault::LoseReply => {
-                // Applied, whatever it answered; the answer is what gets lost.
-                let _ = call.await;
-                Err(self.error(operation, key, "the store's reply was lost"))
-            }
-            Fault::Delay(pause) => {
-                tokio::time::sleep(pause).await;
-                call.await
-            }
-            Fault::Hang => std::future::pending().await,
-        }
+    fn error(&self, call: &Call<'_>, what: &'static str) -> Error {
+        Error::backend(call.store, call.operation, call.key, Injected(what)).with_transient(true)
     }
 }
 
-#[async_trait]
-impl Forward for FaultsBackend {
+impl Intercept for FaultsBackend {
     fn inner(&self) -> &dyn Backend {
         &*self.inner
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.call("get", Some(key), self.inner.get(key)).await
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        self.call("get_many", None, self.inner.get_many(keys)).await
-    }
-
-    async fn set(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Option<Duration>,
-        condition: Condition,
-    ) -> Result<bool> {
-        let call = self.inner.set(key, value, ttl, condition);
-        self.call("set", Some(key), call).await
-    }
-
-    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
-        self.call("set_many", None, self.inner.set_many(entries, ttl))
-            .await
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.call("delete", Some(key), self.inner.delete(key)).await
-    }
-
-    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        self.call("delete_many", None, self.inner.delete_many(keys))
-            .await
-    }
-
-    async fn contains(&self, key: &str) -> Result<bool> {
-        self.call("contains", Some(key), self.inner.contains(key))
-            .await
-    }
-
-    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        self.call("expire_in", Some(key), self.inner.expire_in(key, ttl))
-            .await
-    }
-
-    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
-        self.call("ttl", Some(key), self.inner.ttl(key)).await
-    }
-
-    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
-        self.call("clear_prefix", None, self.inner.clear_prefix(prefix))
-            .await
+    async fn intercept<'a, T: Answer + 'a>(
+        &'a self,
+        call: Call<'a>,
+        run: CallFuture<'a, T>,
+    ) -> Result<T> {
+        let Some(fault) = self.draw(call.operation) else {
+            return run.await;
+        };
+        self.plan.shared.injected.fetch_add(1, Ordering::Relaxed);
+        match fault {
+            Fault::Fail => Err(self.error(&call, "the store could not be reached")),
+            Fault::LoseReply => {
+                // Applied, whatever it answered; the answer is what gets lost.
+                let _ = run.await;
+                Err(self.error(&call, "the store's reply was lost"))
+            }
+            Fault::Delay(pause) => {
+                tokio::time::sleep(pause).await;
+                run.await
+            }
+            Fault::Hang => std::future::pending().await,
+        }
     }
 }

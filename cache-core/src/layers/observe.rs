@@ -1,32 +1,13 @@
 //! One event per call, to an observer.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use tracing::Instrument;
 
-use crate::raw::{Forward, Layer};
-use crate::{Backend, Condition, Error, Result, Ttl};
-
-/// A store call as it starts: what [`Observer::span`] sees.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct Call<'a> {
-    /// The store's [`name`](Backend::name): `memory`, `sqlite`, `redis`, `postgres`, …
-    pub store: &'static str,
-    /// The [`Backend`] method: `get`, `get_many`, `set`, `set_many`, `delete`, `delete_many`,
-    /// `contains`, `expire_in`, `ttl`, `clear_prefix` or `close`.
-    pub operation: &'static str,
-    /// How many keys the call names: 1 for single-key calls, the batch's length for batches,
-    /// 0 for `clear_prefix` and `close`.
-    pub keys: usize,
-    /// The key (a full store key, prefix included), for single-key calls. Observers that show
-    /// keys should hash them or leave them out unless told otherwise: keys can be personal data.
-    pub key: Option<&'a str>,
-}
+pub use crate::raw::Call;
+use crate::raw::{Answer, CallFuture, Intercept, Intercepted, Layer};
+use crate::{Backend, Error, Result};
 
 /// A store call as it ends: what [`Observer::on_call`] receives.
 #[derive(Debug)]
@@ -195,10 +176,10 @@ impl<O: Observer> Observe<O> {
 
 impl<O: Observer> Layer for Observe<O> {
     fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
-        Arc::new(ObserveBackend {
+        Arc::new(Intercepted(ObserveBackend {
             inner,
             observer: Arc::clone(&self.observer),
-        })
+        }))
     }
 }
 
@@ -215,50 +196,22 @@ impl<O> std::fmt::Debug for ObserveBackend<O> {
     }
 }
 
-/// How many values a read found.
-trait Hits {
-    fn hits(&self) -> Option<usize> {
-        None
+impl<O: Observer> Intercept for ObserveBackend<O> {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
-}
 
-impl Hits for Option<Bytes> {
-    fn hits(&self) -> Option<usize> {
-        Some(usize::from(self.is_some()))
-    }
-}
-
-impl Hits for Vec<Option<Bytes>> {
-    fn hits(&self) -> Option<usize> {
-        Some(self.iter().filter(|value| value.is_some()).count())
-    }
-}
-
-impl Hits for bool {}
-impl Hits for u64 {}
-impl Hits for () {}
-impl Hits for Option<Ttl> {}
-
-impl<O: Observer> ObserveBackend<O> {
-    async fn observed<T: Hits>(
-        &self,
-        operation: &'static str,
-        keys: usize,
-        key: Option<&str>,
-        call: impl Future<Output = Result<T>>,
+    async fn intercept<'a, T: Answer + 'a>(
+        &'a self,
+        call: Call<'a>,
+        run: CallFuture<'a, T>,
     ) -> Result<T> {
-        let call_info = Call {
-            store: self.inner.name(),
-            operation,
-            keys,
-            key,
-        };
-        let span = self.observer.span(&call_info);
+        let span = self.observer.span(&call);
         let started = Instant::now();
         let result = if span.is_none() {
-            call.await
+            run.await
         } else {
-            call.instrument(span.clone()).await
+            run.instrument(span.clone()).await
         };
         let elapsed = started.elapsed();
         let (hits, error) = match &result {
@@ -266,80 +219,12 @@ impl<O: Observer> ObserveBackend<O> {
             Err(error) => (None, Some(error)),
         };
         self.observer.on_call(&CallEvent {
-            call: call_info,
+            call,
             hits,
             elapsed,
             error,
             span: &span,
         });
         result
-    }
-}
-
-#[async_trait]
-impl<O: Observer> Forward for ObserveBackend<O> {
-    fn inner(&self) -> &dyn Backend {
-        &*self.inner
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.observed("get", 1, Some(key), self.inner.get(key))
-            .await
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        self.observed("get_many", keys.len(), None, self.inner.get_many(keys))
-            .await
-    }
-
-    async fn set(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Option<Duration>,
-        condition: Condition,
-    ) -> Result<bool> {
-        let call = self.inner.set(key, value, ttl, condition);
-        self.observed("set", 1, Some(key), call).await
-    }
-
-    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
-        let keys = entries.len();
-        self.observed("set_many", keys, None, self.inner.set_many(entries, ttl))
-            .await
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.observed("delete", 1, Some(key), self.inner.delete(key))
-            .await
-    }
-
-    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        let call = self.inner.delete_many(keys);
-        self.observed("delete_many", keys.len(), None, call).await
-    }
-
-    async fn contains(&self, key: &str) -> Result<bool> {
-        self.observed("contains", 1, Some(key), self.inner.contains(key))
-            .await
-    }
-
-    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        let call = self.inner.expire_in(key, ttl);
-        self.observed("expire_in", 1, Some(key), call).await
-    }
-
-    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
-        self.observed("ttl", 1, Some(key), self.inner.ttl(key))
-            .await
-    }
-
-    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
-        let call = self.inner.clear_prefix(prefix);
-        self.observed("clear_prefix", 0, None, call).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.observed("close", 0, None, self.inner.close()).await
     }
 }

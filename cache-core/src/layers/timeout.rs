@@ -1,15 +1,11 @@
 //! A deadline per call.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
-use crate::raw::{Forward, Layer};
-use crate::{Backend, Condition, Error, Result, Ttl};
+use crate::raw::{Answer, Call, CallFuture, Intercept, Intercepted, Layer};
+use crate::{Backend, Error, Result};
 
 /// Gives every call a deadline. A call that has not finished by then fails with a transient
 /// [`Error::Backend`] naming the store, the operation and the key; the call is dropped, so a
@@ -49,10 +45,10 @@ impl Timeout {
 
 impl Layer for Timeout {
     fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
-        Arc::new(TimeoutBackend {
+        Arc::new(Intercepted(TimeoutBackend {
             inner,
             deadline: self.deadline,
-        })
+        }))
     }
 }
 
@@ -74,86 +70,25 @@ impl fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
-impl TimeoutBackend {
-    async fn within<T>(
-        &self,
-        operation: &'static str,
-        key: Option<&str>,
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.deadline, call).await {
-            Ok(result) => result,
-            Err(_) => {
-                Err(
-                    Error::backend(self.inner.name(), operation, key, TimedOut(self.deadline))
-                        .with_transient(true),
-                )
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Forward for TimeoutBackend {
+impl Intercept for TimeoutBackend {
     fn inner(&self) -> &dyn Backend {
         &*self.inner
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.within("get", Some(key), self.inner.get(key)).await
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        self.within("get_many", None, self.inner.get_many(keys))
-            .await
-    }
-
-    async fn set(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Option<Duration>,
-        condition: Condition,
-    ) -> Result<bool> {
-        let call = self.inner.set(key, value, ttl, condition);
-        self.within("set", Some(key), call).await
-    }
-
-    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
-        self.within("set_many", None, self.inner.set_many(entries, ttl))
-            .await
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.within("delete", Some(key), self.inner.delete(key))
-            .await
-    }
-
-    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        self.within("delete_many", None, self.inner.delete_many(keys))
-            .await
-    }
-
-    async fn contains(&self, key: &str) -> Result<bool> {
-        self.within("contains", Some(key), self.inner.contains(key))
-            .await
-    }
-
-    async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        self.within("expire_in", Some(key), self.inner.expire_in(key, ttl))
-            .await
-    }
-
-    async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
-        self.within("ttl", Some(key), self.inner.ttl(key)).await
-    }
-
-    async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
-        self.within("clear_prefix", None, self.inner.clear_prefix(prefix))
-            .await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.within("close", None, self.inner.close()).await
+    async fn intercept<'a, T: Answer + 'a>(
+        &'a self,
+        call: Call<'a>,
+        run: CallFuture<'a, T>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::backend(
+                call.store,
+                call.operation,
+                call.key,
+                TimedOut(self.deadline),
+            )
+            .with_transient(true)),
+        }
     }
 }

@@ -173,7 +173,7 @@ pub trait Forward: Debug + Send + Sync + 'static {
 }
 
 /// The future every `Backend` method returns (what `async_trait` makes of an `async fn`).
-type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 // Written out rather than with `#[async_trait]`, which would box `Forward`'s boxed future once
 // more: each method hands on the future `Forward` made, so a layer costs one allocation per
@@ -183,7 +183,7 @@ impl<T: Forward> Backend for T {
         Forward::name(self)
     }
 
-    fn get<'s, 'k, 'a>(&'s self, key: &'k str) -> Call<'a, Option<Bytes>>
+    fn get<'s, 'k, 'a>(&'s self, key: &'k str) -> Boxed<'a, Option<Bytes>>
     where
         's: 'a,
         'k: 'a,
@@ -192,7 +192,7 @@ impl<T: Forward> Backend for T {
         Forward::get(self, key)
     }
 
-    fn get_many<'s, 'k, 'a>(&'s self, keys: &'k [String]) -> Call<'a, Vec<Option<Bytes>>>
+    fn get_many<'s, 'k, 'a>(&'s self, keys: &'k [String]) -> Boxed<'a, Vec<Option<Bytes>>>
     where
         's: 'a,
         'k: 'a,
@@ -207,7 +207,7 @@ impl<T: Forward> Backend for T {
         value: Bytes,
         ttl: Option<Duration>,
         condition: Condition,
-    ) -> Call<'a, bool>
+    ) -> Boxed<'a, bool>
     where
         's: 'a,
         'k: 'a,
@@ -220,7 +220,7 @@ impl<T: Forward> Backend for T {
         &'s self,
         entries: Vec<(String, Bytes)>,
         ttl: Option<Duration>,
-    ) -> Call<'a, ()>
+    ) -> Boxed<'a, ()>
     where
         's: 'a,
         Self: 'a,
@@ -228,7 +228,7 @@ impl<T: Forward> Backend for T {
         Forward::set_many(self, entries, ttl)
     }
 
-    fn delete<'s, 'k, 'a>(&'s self, key: &'k str) -> Call<'a, bool>
+    fn delete<'s, 'k, 'a>(&'s self, key: &'k str) -> Boxed<'a, bool>
     where
         's: 'a,
         'k: 'a,
@@ -237,7 +237,7 @@ impl<T: Forward> Backend for T {
         Forward::delete(self, key)
     }
 
-    fn delete_many<'s, 'k, 'a>(&'s self, keys: &'k [String]) -> Call<'a, u64>
+    fn delete_many<'s, 'k, 'a>(&'s self, keys: &'k [String]) -> Boxed<'a, u64>
     where
         's: 'a,
         'k: 'a,
@@ -246,7 +246,7 @@ impl<T: Forward> Backend for T {
         Forward::delete_many(self, keys)
     }
 
-    fn contains<'s, 'k, 'a>(&'s self, key: &'k str) -> Call<'a, bool>
+    fn contains<'s, 'k, 'a>(&'s self, key: &'k str) -> Boxed<'a, bool>
     where
         's: 'a,
         'k: 'a,
@@ -255,7 +255,7 @@ impl<T: Forward> Backend for T {
         Forward::contains(self, key)
     }
 
-    fn expire_in<'s, 'k, 'a>(&'s self, key: &'k str, ttl: Option<Duration>) -> Call<'a, bool>
+    fn expire_in<'s, 'k, 'a>(&'s self, key: &'k str, ttl: Option<Duration>) -> Boxed<'a, bool>
     where
         's: 'a,
         'k: 'a,
@@ -264,7 +264,7 @@ impl<T: Forward> Backend for T {
         Forward::expire_in(self, key, ttl)
     }
 
-    fn ttl<'s, 'k, 'a>(&'s self, key: &'k str) -> Call<'a, Option<Ttl>>
+    fn ttl<'s, 'k, 'a>(&'s self, key: &'k str) -> Boxed<'a, Option<Ttl>>
     where
         's: 'a,
         'k: 'a,
@@ -273,7 +273,7 @@ impl<T: Forward> Backend for T {
         Forward::ttl(self, key)
     }
 
-    fn clear_prefix<'s, 'k, 'a>(&'s self, prefix: &'k str) -> Call<'a, u64>
+    fn clear_prefix<'s, 'k, 'a>(&'s self, prefix: &'k str) -> Boxed<'a, u64>
     where
         's: 'a,
         'k: 'a,
@@ -282,7 +282,7 @@ impl<T: Forward> Backend for T {
         Forward::clear_prefix(self, prefix)
     }
 
-    fn close<'s, 'a>(&'s self) -> Call<'a, ()>
+    fn close<'s, 'a>(&'s self) -> Boxed<'a, ()>
     where
         's: 'a,
         Self: 'a,

@@ -4,10 +4,12 @@
 //! `cachette::open(url)` returns and stack layers with
 //! [`CacheBuilder::layer`](crate::CacheBuilder::layer). A store author implements
 //! [`Backend`](crate::Backend) with the helpers here (TTL arithmetic, prefix ranges, URL
-//! redaction, the named per-key fallbacks); a layer author implements [`Forward`] and
-//! [`Layer`], overriding only what the layer changes.
+//! redaction, the named per-key fallbacks); a layer author implements [`Forward`] (overriding
+//! only what the layer changes) or, for a layer that does the same around every call,
+//! [`Intercept`], and a [`Layer`] that wraps a store in it.
 
 mod fallback_impl;
+mod intercept;
 mod layer;
 mod options;
 mod prefix;
@@ -15,6 +17,7 @@ mod redact;
 mod ttl;
 
 pub use async_trait::async_trait;
+pub use intercept::{Answer, Call, CallFuture, Intercept, Intercepted};
 pub use layer::{Forward, Layer, LayerFn, layer_fn};
 pub use options::{Options, check_duration, parse_duration};
 pub use prefix::{prefix_upper_bound, prefix_upper_bound_bytes};
