@@ -8,10 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::layers::{CallEvent, Observe, Observer, Retry, Timeout};
-use cache_core::raw::{Forward, Layer};
-use cache_core::{Backend, Bytes, Condition, Result, async_trait};
+use cache_core::layers::Retry;
+use cache_core::raw::Layer;
+use cache_core::{Backend, Bytes, Condition};
 use cache_redis::RedisBackend;
+use cachette_test_support::layers;
 use common::{ThrowawayRedis, command_calls, delta};
 
 const BATCH: usize = 1_000;
@@ -225,27 +226,6 @@ async fn clear_scans_and_unlinks_in_batches_and_never_flushes() {
     assert_eq!(store.clear_prefix(prefix).await.unwrap(), 0);
 }
 
-/// A layer that overrides `get` alone: every other call, batches included, is forwarded.
-#[derive(Debug)]
-struct GetOnly(Arc<dyn Backend>);
-
-#[async_trait]
-impl Forward for GetOnly {
-    fn inner(&self) -> &dyn Backend {
-        &*self.0
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.0.get(key).await
-    }
-}
-
-struct Quiet;
-
-impl Observer for Quiet {
-    fn on_call(&self, _: &CallEvent<'_>) {}
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_through_a_stack_of_layers_are_still_one_command_each() {
     let mut counted = Counted::start().await;
@@ -254,11 +234,11 @@ async fn batches_through_a_stack_of_layers_are_still_one_command_each() {
             .await
             .expect("connects to the throwaway server"),
     );
-    let store = Arc::new(GetOnly(store)) as Arc<dyn Backend>;
-    let store = Timeout::new(Duration::from_secs(30)).layer(store);
+    let store = layers::get_only(store);
+    let store = layers::timed(store);
     let store = Retry::new(3).layer(store);
-    let store = Observe::new(Quiet).layer(store);
-    let store = Arc::new(GetOnly(store)) as Arc<dyn Backend>;
+    let store = layers::observed(store);
+    let store = layers::get_only(store);
     counted.sent().await;
     let batch = keys(0..BATCH);
 

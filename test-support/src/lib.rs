@@ -1,7 +1,8 @@
-//! What the store tests share: server URLs from the environment, throwaway Redis, Redis Cluster
-//! and PostgreSQL servers on free loopback ports, and a TCP proxy that can make a connection go
-//! silent. A private crate (sqlx's `sqlx-test` is the model): tests only, never published.
+//! What the store and layer tests share: server URLs from the environment, throwaway Redis,
+//! Redis Cluster and PostgreSQL servers on free loopback ports, TCP proxies, and the layer stacks
+//! the conformance suite runs through. A private crate (sqlx's `sqlx-test` is the model): tests only, never published.
 
+pub mod layers;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;
