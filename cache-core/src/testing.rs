@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{Backend, Condition, Result, Ttl};
 
-/// An unbounded in-process store over a `BTreeMap` behind one mutex: easy to read and
+/// An unbounded in-process store over a `BTreeMap` behind one async mutex: easy to read and
 /// obviously correct, so it documents the [`Backend`] contract in code and lets examples run
 /// without a server. It never evicts; for real use pick `cache-memory`'s bounded store.
 ///
@@ -51,14 +51,17 @@ fn deadline(ttl: Option<Duration>, now: Instant) -> Option<Instant> {
 }
 
 impl ReferenceBackend {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The map, behind an async mutex: a call that waits for a big batch of another task
+    /// gives its worker thread back to the runtime instead of parking it.
+    async fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().await
     }
 
     /// The keys present now (expired ones left out), in byte order.
-    pub fn keys(&self) -> Vec<String> {
+    pub async fn keys(&self) -> Vec<String> {
         let now = Instant::now();
         self.lock()
+            .await
             .iter()
             .filter(|(_, entry)| entry.is_live(now))
             .map(|(key, _)| key.clone())
@@ -66,8 +69,8 @@ impl ReferenceBackend {
     }
 
     /// Every key stored, expired ones included (the store drops them lazily), in byte order.
-    pub fn stored_keys(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    pub async fn stored_keys(&self) -> Vec<String> {
+        self.lock().await.keys().cloned().collect()
     }
 
     fn live(entries: &BTreeMap<String, Entry>, key: &str, now: Instant) -> Option<Entry> {
@@ -82,12 +85,12 @@ impl Backend for ReferenceBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let entries = self.lock();
+        let entries = self.lock().await;
         Ok(Self::live(&entries, key, Instant::now()).map(|entry| entry.value))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        let entries = self.lock();
+        let entries = self.lock().await;
         let now = Instant::now();
         Ok(keys
             .iter()
@@ -102,7 +105,7 @@ impl Backend for ReferenceBackend {
         ttl: Option<Duration>,
         condition: Condition,
     ) -> Result<bool> {
-        let mut entries = self.lock();
+        let mut entries = self.lock().await;
         let now = Instant::now();
         if condition == Condition::IfNotExists && Self::live(&entries, key, now).is_some() {
             return Ok(false);
@@ -117,7 +120,7 @@ impl Backend for ReferenceBackend {
     }
 
     async fn set_many(&self, items: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
-        let mut entries = self.lock();
+        let mut entries = self.lock().await;
         let now = Instant::now();
         for (key, value) in items {
             if ttl == Some(Duration::ZERO) {
@@ -131,13 +134,13 @@ impl Backend for ReferenceBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let mut entries = self.lock();
+        let mut entries = self.lock().await;
         let now = Instant::now();
         Ok(entries.remove(key).is_some_and(|entry| entry.is_live(now)))
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        let mut entries = self.lock();
+        let mut entries = self.lock().await;
         let now = Instant::now();
         let removed = keys
             .iter()
@@ -147,12 +150,12 @@ impl Backend for ReferenceBackend {
     }
 
     async fn contains(&self, key: &str) -> Result<bool> {
-        let entries = self.lock();
+        let entries = self.lock().await;
         Ok(Self::live(&entries, key, Instant::now()).is_some())
     }
 
     async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        let mut entries = self.lock();
+        let mut entries = self.lock().await;
         let now = Instant::now();
         if Self::live(&entries, key, now).is_none() {
             entries.remove(key);
@@ -167,7 +170,7 @@ impl Backend for ReferenceBackend {
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
-        let entries = self.lock();
+        let entries = self.lock().await;
         let now = Instant::now();
         Ok(
             Self::live(&entries, key, now).map(|entry| match entry.expires_at {
@@ -178,7 +181,7 @@ impl Backend for ReferenceBackend {
     }
 
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
-        let mut entries = self.lock();
+        let mut entries = self.lock().await;
         let now = Instant::now();
         let doomed: Vec<String> = entries
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))

@@ -94,7 +94,7 @@ async fn retry_never_repeats_a_call_whose_answer_a_repeat_would_falsify() {
     assert!(written.unwrap_err().is_transient());
     assert!(store.clear_prefix("d").await.unwrap_err().is_transient());
     assert_eq!(faults.injected(), 5, "one attempt each");
-    assert_eq!(server.keys(), ["e"], "every call applied once");
+    assert_eq!(server.keys().await, ["e"], "every call applied once");
 
     // Writes that a repeat cannot falsify are repeated.
     let before = faults.injected();
