@@ -276,6 +276,8 @@ impl PostgresConfig {
                          {redacted_url}; percent-encode `&` in a password as %26"
                     )));
                 } else {
+                    // A name may be a password's tail or user info typed in the wrong place.
+                    let name = cache_core::raw::redact_url(&name);
                     return Err(Error::config(format!(
                         "unknown PostgreSQL URL option {name:?} in {redacted_url}; store options: \
                          {}; driver options: {}",

@@ -20,3 +20,32 @@ fn the_url_parser_never_shows_a_password() {
     let templates: Vec<&str> = templates.iter().map(String::as_str).collect();
     check_passwords_stay_hidden(&templates, |url| shown(&PostgresConfig::from_url(url)));
 }
+
+/// The schemes the generated URLs start with.
+const SCHEMES: &[&str] = &[
+    "postgres://",
+    "postgresql://",
+    "POSTGRES://",
+    "postgres:",
+    "postgres://app@db/app?",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// Any text shaped like a URL gets a configuration or a typed error, never a panic, and
+    /// what either shows can be formatted.
+    #[test]
+    fn the_url_parser_never_panics(url in cachette_test_support::urls::url_like(SCHEMES)) {
+        let _ = shown(&PostgresConfig::from_url(&url));
+    }
+
+    /// A password where a user name's goes never shows, whatever follows it.
+    #[test]
+    fn a_password_never_shows_whatever_follows_it(
+        (url, password) in cachette_test_support::urls::url_with_password(SCHEMES)
+    ) {
+        let text = shown(&PostgresConfig::from_url(&url));
+        proptest::prop_assert!(!text.contains(&password), "{url:?} shows its password: {text}");
+    }
+}

@@ -196,6 +196,14 @@ impl RedisConfig {
         if path.len() <= 1 {
             return Err(invalid(url, "the socket path is missing"));
         }
+        if !path.starts_with('/') {
+            // `redis+unix://user:pass@` would otherwise be a socket named after a password.
+            return Err(invalid(
+                url,
+                "the socket path must be absolute: redis+unix:///path/to/redis.sock (user and \
+                 password go in the `user` and `pass` options)",
+            ));
+        }
         let mut config = Self {
             target: Target::Unix(PathBuf::from(path.as_ref())),
             tls: false,
@@ -544,6 +552,11 @@ mod tests {
         let message = config_error("redis+unix:///s.sock?tls_ca=%2Fca.pem");
         assert!(message.contains("a Unix socket has no TLS"), "{message}");
         assert!(config_error("redis+unix://").contains("path is missing"));
+        let message = config_error("redis+unix://app:hunter2@");
+        assert!(
+            message.contains("must be absolute") && !message.contains("hunter2"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod ports;
 pub mod postgres;
 pub mod proxy;
 pub mod redis;
+pub mod urls;
 
 /// The URL in `var`, or a failure that says how to get one: these tests never skip.
 pub fn server_url(var: &str, example: &str) -> String {

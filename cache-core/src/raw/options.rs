@@ -219,6 +219,8 @@ impl Options {
                          percent-encode `&` in a password as %26 (known options: {known})"
                     )
                 } else {
+                    // A name may be a password's tail or user info typed in the wrong place.
+                    let name = redact_url(name);
                     format!("unknown {store} URL option {name:?} in {shown} (known: {known})")
                 }));
             }

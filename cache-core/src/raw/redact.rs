@@ -22,7 +22,18 @@
 /// );
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let rest_start = url.find("://").map_or(0, |end| end + "://".len());
+    // What precedes `://` is a scheme only if it is spelled like one (`app:pw@://` is user info
+    // followed by garbage, not a scheme): otherwise the whole text may hold user info.
+    let rest_start = url
+        .find("://")
+        .filter(|&end| {
+            let scheme = &url[..end];
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+        .map_or(0, |end| end + "://".len());
     let rest = &url[rest_start..];
     // Text alone cannot say whether a raw `@` ends the user info or sits in an option's value,
     // nor whether a raw `?` starts the query or sits in a password: hide what either reading
@@ -148,6 +159,9 @@ mod tests {
             ("redis://u:pa?ss@h:1/0", "redis://u:***@h:1/0"),
             ("redis://:p@ss@h/0", "redis://:***@h/0"),
             ("user:secret@host", "user:***@host"),
+            // What stands before `://` is no scheme when it holds user info.
+            ("app:secret@://", "app:***@://"),
+            ("a@b:secret@x://y", "a@b:***@x://y"),
             // Nothing secret: nothing changes.
             ("redis://user@h:1/0", "redis://user@h:1/0"),
             ("memory://?capacity=10", "memory://?capacity=10"),
