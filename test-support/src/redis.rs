@@ -235,17 +235,22 @@ pub struct ThrowawayCluster {
 impl ThrowawayCluster {
     /// Starts three nodes and forms the cluster.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts three nodes with `extra_args` for each `redis-server` (e.g. an append-only file,
+    /// so that a node killed and restarted comes back with its data) and forms the cluster.
+    pub async fn start_with(extra_args: &[&str]) -> Self {
+        let mut args = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ];
+        args.extend_from_slice(extra_args);
         let mut nodes = Vec::new();
         for _ in 0..3 {
-            nodes.push(
-                ThrowawayRedis::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .await,
-            );
+            nodes.push(ThrowawayRedis::start(&args).await);
         }
         let ranges = [(0_u16, 5460_u16), (5461, 10922), (10923, 16383)];
         for (node, (first, last)) in nodes.iter().zip(ranges) {

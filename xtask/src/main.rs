@@ -5,7 +5,8 @@
 //! - [`mod@test`]: `cargo xtask test`, fmt + clippy + docs + every test against real servers;
 //! - [`services`]: `cargo xtask services up|down|status`, servers kept between runs;
 //! - [`conformance`]: `cargo xtask conformance URL`, the suite against any store;
-//! - [`mod@bench`]: `cargo xtask bench [--quick]`, the facade against raw drivers and peers.
+//! - [`mod@bench`]: `cargo xtask bench [--quick]`, the facade against raw drivers and peers;
+//! - [`soak`]: `cargo xtask soak [--quick]`, verified writes while servers are killed.
 //!
 //! [`servers`] starts the throwaway servers and [`process`] runs commands and handles Ctrl-C.
 
@@ -23,6 +24,7 @@ mod conformance;
 mod process;
 mod servers;
 mod services;
+mod soak;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +39,8 @@ USAGE:
     cargo xtask test
         The one command that passes all tests: cargo fmt --check, clippy -D warnings,
         rustdoc -D warnings, then `cargo test --workspace --all-features` with
-        CACHETTE_REDIS_URL, CACHETTE_REDIS_CLUSTER_URL and CACHETTE_POSTGRES_URL set.
+        CACHETTE_REDIS_URL, CACHETTE_REDIS_CLUSTER_URL and CACHETTE_POSTGRES_URL set,
+        then `soak --quick` and a quick benchmark run.
         A variable already set is used as is; otherwise servers from `services up` are
         reused when alive; otherwise throwaway servers are started on free loopback ports
         and stopped afterwards (also on failure and Ctrl-C).
@@ -60,6 +63,16 @@ USAGE:
         Writes target/bench/results.md and target/bench/ratios.png. --quick is a smoke run of
         seconds whose numbers are not to be quoted; it writes under target/bench/quick/ so the
         full results stay in place. --only memory,sqlite,redis,postgres.
+
+    cargo xtask soak [--quick] [--only STORES] [--tasks N] [--seconds S] [--kill-every S]
+        Verified writes from N tasks (default 32) for S seconds per store (default 60) while
+        a throwaway server is SIGKILLed every few seconds (default 5) and restarted: Redis and
+        each Cluster node with an append-only file synced on every write, PostgreSQL with a
+        logged table, and a SQLite file shared by one writer process per task. Prints a table
+        of writes acknowledged, acknowledged writes lost, wrong answers, errors, calls past the
+        store's timeouts, the slowest call, recovery time and panics, and fails on any loss,
+        wrong answer, late call or panic. --quick: 8 tasks, 7 s per store (as `test` runs it).
+        --only redis,cluster,postgres,sqlite.
 
     cargo xtask help
         This text.
@@ -112,6 +125,7 @@ fn dispatch(args: &[&str]) -> Result<()> {
         }
         ["test"] => test::run(),
         ["bench", rest @ ..] => bench::run(rest),
+        ["soak", rest @ ..] => soak::run(rest),
         ["services", "up"] => services::up(),
         ["services", "down"] => services::down(),
         ["services", "status"] => services::status(),

@@ -2,7 +2,8 @@
 //!
 //! Formatting, lints, docs and the quickstart and observe examples run first; then the servers are found or
 //! started, every crate's tests run against them with every feature, the facade's tests run
-//! again with only the memory store compiled in, and the benchmark makes a quick smoke run. A failing step does not stop the later
+//! again with only the memory store compiled in, the soak runs its short version and the
+//! benchmark makes a quick smoke run. A failing step does not stop the later
 //! ones, so one run shows every problem; the run fails if any step failed.
 
 use std::process::Command;
@@ -15,7 +16,7 @@ use crate::servers::Kind;
 use crate::services::{self, Provided};
 
 /// The steps in order, for the `[n/N]` progress count.
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 11] = [
     "fmt",
     "clippy",
     "clippy (no TLS)",
@@ -25,6 +26,7 @@ const STEPS: [&str; 10] = [
     "servers",
     "test",
     "test (memory only)",
+    "soak (short)",
     "bench",
 ];
 
@@ -108,6 +110,13 @@ pub fn run() -> Result<()> {
                 ],
                 &[],
             );
+            // Verified writes while throwaway servers are killed: the soak's short version.
+            run.step("soak (short)", "cargo xtask soak --quick".into(), || {
+                // A throwaway server that will not come back panics in the harness: a
+                // failed step, not a crashed run that leaves servers behind.
+                std::panic::catch_unwind(|| crate::soak::run(&["--quick"]))
+                    .unwrap_or_else(|_| bail!("the soak's harness panicked"))
+            });
             // A smoke run of every benchmark path against the same servers; it times
             // nothing that could fail the run, but a broken contender fails it.
             let mut bench = crate::bench::command(&["--quick"]);
