@@ -37,7 +37,9 @@ pub enum DecodePolicy {
     ReloadWhenLoading,
     /// Every read fails with [`Error::Decode`]; the loading verbs leave the entry alone.
     Fail,
-    /// `get_many` leaves such entries out, as if absent; the loading verbs reload them.
+    /// `get_many` leaves such entries out, as if absent; the loading verbs reload them. A store
+    /// that fails a whole batch with [`Error::Decode`] for one key it cannot read as bytes (a
+    /// Redis key of another type) is asked again without that key.
     Miss,
 }
 
@@ -251,7 +253,8 @@ impl<V: Send + Sync + 'static> Cache<V> {
     /// `get` without reporting decode errors: its callers do.
     async fn get_decoded(&self, key: &str) -> Result<Option<V>> {
         let full_key = self.full_key(key);
-        match self.inner.backend.get(&full_key).await? {
+        let stored = self.inner.backend.get(&full_key).await;
+        match stored.map_err(|error| self.callers_key(error))? {
             Some(bytes) => self.decode(key, bytes).map(Some),
             None => Ok(None),
         }
@@ -263,11 +266,36 @@ impl<V: Send + Sync + 'static> Cache<V> {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<HashMap<String, V>> {
-        let full_keys: Vec<String> = keys
+        let mut full_keys: Vec<String> = keys
             .into_iter()
             .map(|key| self.full_key(key.as_ref()).into_owned())
             .collect();
-        let values = self.inner.backend.get_many(&full_keys).await?;
+        let values = loop {
+            match self.inner.backend.get_many(&full_keys).await {
+                Ok(values) => break values,
+                // A store that cannot read one key of the batch as bytes (a Redis key of another
+                // type) fails the batch naming it; as a miss, it is left out and the rest asked
+                // again. Each round removes a key, so this ends.
+                Err(Error::Decode { key, source })
+                    if self.inner.decode_policy == DecodePolicy::Miss
+                        && full_keys.contains(&key) =>
+                {
+                    let error = self.callers_key(Error::Decode {
+                        key: key.clone(),
+                        source,
+                    });
+                    self.report_decode(&error, true);
+                    full_keys.retain(|asked| *asked != key);
+                }
+                Err(error) => {
+                    let error = self.callers_key(error);
+                    if matches!(error, Error::Decode { .. }) {
+                        self.report_decode(&error, false);
+                    }
+                    return Err(error);
+                }
+            }
+        };
         let prefix_len = self.inner.prefix.len();
         let mut found = HashMap::with_capacity(values.len());
         for (mut key, value) in full_keys.into_iter().zip(values) {
@@ -539,6 +567,19 @@ impl<V: Send + Sync + 'static> Cache<V> {
         full_key.push_str(&self.inner.prefix);
         full_key.push_str(key);
         Cow::Owned(full_key)
+    }
+
+    /// A decode error from the store names the store's key; the caller knows its own.
+    fn callers_key(&self, error: Error) -> Error {
+        match error {
+            Error::Decode { key, source } => Error::Decode {
+                key: key
+                    .strip_prefix(self.inner.prefix.as_str())
+                    .map_or(key.clone(), str::to_owned),
+                source,
+            },
+            other => other,
+        }
     }
 
     fn encode(&self, key: &str, value: &V) -> Result<Bytes> {

@@ -11,7 +11,7 @@ use redis::{Cmd, Pipeline, RedisError, Value};
 
 use crate::cluster::Node;
 use crate::config::RedisConfig;
-use crate::core::{Core, STORE};
+use crate::core::{Core, STORE, foreign_type};
 
 /// Keys asked for per `SCAN` page while clearing a prefix.
 const SCAN_COUNT: usize = 1_000;
@@ -28,7 +28,8 @@ const MAX_KEYS_PER_UNLINK: usize = 10_000;
 /// A store on a Redis server, a Redis Cluster, or anything that speaks the protocol (Valkey,
 /// KeyDB, Dragonfly…).
 ///
-/// Every call is one round trip: `get_many` is one `MGET`, `set_many` one `MULTI`/`EXEC` of
+/// Every call is one round trip: `get_many` is one `MGET` (with an `EXISTS` of the same keys,
+/// see below), `set_many` one `MULTI`/`EXEC` of
 /// `SET … PX` (or one `MSET` without a TTL), `delete_many` one `UNLINK`, `set` with a TTL and
 /// [`Condition::IfNotExists`] one `SET … PX … NX`. On a cluster a batch is split by hash slot
 /// and sent as one pipeline per primary, all at once; `set_many` is then atomic per slot, so
@@ -41,6 +42,12 @@ const MAX_KEYS_PER_UNLINK: usize = 10_000;
 /// `clear_prefix` report a moved or migrating slot as an error instead, since a repeat would
 /// miscount. `clear_prefix` asks for the slot map afresh, then walks `SCAN` on every primary;
 /// it never uses `KEYS` or `FLUSHDB`.
+///
+/// A key that holds another Redis type (a list, a hash, …) is present but holds no cache value:
+/// `contains` and `ttl` see it, an if-not-exists write is refused, `delete` removes it, and
+/// `get` and `get_many` answer [`Error::Decode`](cache_core::Error::Decode) naming it. `MGET`
+/// alone cannot tell such a key from a missing one, so `get_many` sends an `EXISTS` count of the
+/// same keys in the same round trip, and asks `TYPE` only when the count says a key went unseen.
 ///
 /// Values longer than the server's `proto-max-bulk-len` (read at connect; 512 MB unless the
 /// server says otherwise) are refused with
@@ -300,12 +307,18 @@ impl Backend for RedisBackend {
             return Ok(Vec::new());
         }
         let names: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        // `MGET` answers nil for a key of another type, as for a missing one; the `EXISTS` count
+        // beside it, in the same round trip, tells the two apart (see `foreign_type`).
         let (batches, replies) = self
             .core
             .send_keyed(OPERATION, &names, true, |slots| {
-                let mut pipeline = Pipeline::with_capacity(slots.len());
+                let mut pipeline = Pipeline::with_capacity(slots.len() * 2);
                 for positions in slots {
                     let command = pipeline.cmd("MGET");
+                    for &position in positions {
+                        command.arg(keys[position].as_bytes());
+                    }
+                    let command = pipeline.cmd("EXISTS");
                     for &position in positions {
                         command.arg(keys[position].as_bytes());
                     }
@@ -314,9 +327,19 @@ impl Backend for RedisBackend {
             })
             .await?;
         let mut values = vec![None; keys.len()];
+        let mut unexplained = Vec::new();
         for (batch, replies) in batches.iter().zip(replies) {
-            for (positions, reply) in batch.slots.iter().zip(replies) {
-                let found: Vec<Option<Bytes>> = self.parse(OPERATION, None, reply)?;
+            let mut replies = replies.into_iter();
+            for positions in &batch.slots {
+                let (Some(found), Some(existing)) = (replies.next(), replies.next()) else {
+                    return Err(self.core.map_redis_error(
+                        OPERATION,
+                        None,
+                        unexpected("fewer replies than MGET and EXISTS commands"),
+                    ));
+                };
+                let found: Vec<Option<Bytes>> = self.parse(OPERATION, None, found)?;
+                let existing: usize = self.parse(OPERATION, None, existing)?;
                 if found.len() != positions.len() {
                     return Err(self.core.map_redis_error(
                         OPERATION,
@@ -324,9 +347,30 @@ impl Backend for RedisBackend {
                         unexpected("MGET answered a different number of values"),
                     ));
                 }
+                if existing > found.iter().flatten().count() {
+                    unexplained.extend(
+                        positions
+                            .iter()
+                            .zip(&found)
+                            .filter(|(_, value)| value.is_none())
+                            .map(|(&position, _)| position),
+                    );
+                }
                 for (&position, value) in positions.iter().zip(found) {
                     values[position] = value;
                 }
+            }
+        }
+        // More keys exist than had values: a key of another type, or one written between the
+        // two commands. Rare, so each is asked about on its own.
+        for position in unexplained {
+            let key = &keys[position];
+            let kind: String = self
+                .core
+                .query(OPERATION, Some(key), redis::cmd("TYPE").arg(key.as_bytes()))
+                .await?;
+            if kind != "string" && kind != "none" {
+                return Err(foreign_type(key));
             }
         }
         Ok(values)

@@ -423,6 +423,9 @@ impl Core {
         if self.is_cluster() && (error.is_cluster_error() || error.is_io_error()) {
             self.forget_topology();
         }
+        if let (Some(key), Some("WRONGTYPE")) = (key, error.code()) {
+            return foreign_type(key);
+        }
         if let Some(password) = self.config.password.as_deref().filter(|p| !p.is_empty()) {
             let message = error.to_string();
             if message.contains(password) {
@@ -480,6 +483,17 @@ impl Core {
 /// Whether a call that failed with `error` may well succeed if made again: the driver's own
 /// judgement (a lost or refused connection, a timeout, a server that is loading, a cluster slot
 /// that moved or a cluster that is down), except that a refused password stays refused.
+/// What a read of a key that holds a list, a hash or any other type but a string answers: the
+/// key is present (`contains` says so, an if-not-exists write is refused, `delete` removes it),
+/// but it holds no value this store wrote, so reading it is a decode error naming the key,
+/// as for any other bytes the cache cannot read.
+pub(crate) fn foreign_type(key: &str) -> Error {
+    Error::Decode {
+        key: key.to_owned(),
+        source: "the key holds a Redis type other than a string, so no cache value".into(),
+    }
+}
+
 fn is_transient(error: &RedisError) -> bool {
     match error.retry_method() {
         redis::RetryMethod::NoRetry => false,

@@ -162,3 +162,122 @@ async fn wrong_urls_are_config_errors_before_any_connection() {
         assert!(error.to_string().contains("`tls` feature"), "{error}");
     }
 }
+
+/// A key that another client made a list or a hash is present for every method and readable by
+/// none: `get` and `get_many` name it in `Error::Decode`, and a batch beside it is not misread.
+async fn keys_of_another_type_are_present_but_hold_no_value(
+    store: RedisBackend,
+    mut raw: impl redis::aio::ConnectionLike + Send,
+) {
+    let _: () = redis::cmd("RPUSH")
+        .arg("wt:list")
+        .arg("x")
+        .query_async(&mut raw)
+        .await
+        .expect("RPUSH");
+    let _: () = redis::cmd("HSET")
+        .arg("wt:hash")
+        .arg("f")
+        .arg("v")
+        .query_async(&mut raw)
+        .await
+        .expect("HSET");
+    store
+        .set("wt:string", Bytes::from("v"), None, Condition::Always)
+        .await
+        .expect("set");
+
+    for key in ["wt:list", "wt:hash"] {
+        match store.get(key).await {
+            Err(Error::Decode { key: named, .. }) => assert_eq!(named, key),
+            other => panic!("get of a {key} must be Error::Decode, got {other:?}"),
+        }
+        let batch = [
+            "wt:string".to_owned(),
+            key.to_owned(),
+            "wt:absent".to_owned(),
+        ];
+        match store.get_many(&batch).await {
+            Err(Error::Decode { key: named, .. }) => assert_eq!(named, key),
+            other => panic!("get_many beside a {key} must be Error::Decode, got {other:?}"),
+        }
+        assert!(store.contains(key).await.expect("contains"), "{key}");
+        assert!(
+            !store
+                .set(key, Bytes::from("w"), None, Condition::IfNotExists)
+                .await
+                .expect("set if not exists"),
+            "{key} is present, so an if-not-exists write is refused"
+        );
+        assert_eq!(
+            store.ttl(key).await.expect("ttl"),
+            Some(cache_core::Ttl::Eternal)
+        );
+    }
+    // Absent keys and strings alone are read as ever.
+    let plain = ["wt:string".to_owned(), "wt:absent".to_owned()];
+    assert_eq!(
+        store.get_many(&plain).await.expect("get_many"),
+        vec![Some(Bytes::from("v")), None]
+    );
+
+    // Through the facade: the error names the caller's key; `DecodePolicy::Miss` leaves the key
+    // out of a batch; a loading verb replaces it with the loaded value.
+    let store: std::sync::Arc<dyn Backend> = std::sync::Arc::new(store);
+    let strict: cache_core::Cache<String> = cache_core::Cache::builder(store.clone())
+        .prefix("wt:")
+        .serializer(cache_core::Raw)
+        .build();
+    match strict.get_many(["string", "list"]).await {
+        Err(Error::Decode { key, .. }) => assert_eq!(key, "list"),
+        other => panic!("expected Error::Decode naming `list`, got {other:?}"),
+    }
+    let lenient: cache_core::Cache<String> = cache_core::Cache::builder(store.clone())
+        .prefix("wt:")
+        .serializer(cache_core::Raw)
+        .decode_policy(cache_core::DecodePolicy::Miss)
+        .build();
+    let found = lenient
+        .get_many(["string", "list", "hash", "absent"])
+        .await
+        .expect("get_many with the Miss policy");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found["string"], "v");
+    let loaded = strict
+        .get_or_insert_with("hash", || async {
+            Ok::<_, std::io::Error>("fresh".to_owned())
+        })
+        .await
+        .expect("a loading verb replaces a key of another type");
+    assert_eq!(loaded, "fresh");
+    assert_eq!(
+        strict.get("hash").await.expect("get").as_deref(),
+        Some("fresh")
+    );
+    assert!(strict.delete("list").await.expect("delete"));
+    assert!(!strict.contains("list").await.expect("contains"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_another_type_agree_on_every_method() {
+    let server = ThrowawayRedis::start(&[]).await;
+    let store = RedisBackend::open(&server.url()).await.expect("connects");
+    keys_of_another_type_are_present_but_hold_no_value(store, server.raw().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_another_type_agree_on_every_method_on_a_cluster() {
+    let cluster = common::ThrowawayCluster::start().await;
+    let store = RedisBackend::open(&cluster.url()).await.expect("connects");
+    let nodes: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("redis://127.0.0.1:{}", node.port()))
+        .collect();
+    let raw = redis::cluster::ClusterClient::new(nodes)
+        .expect("a cluster client")
+        .get_async_connection()
+        .await
+        .expect("connects to the cluster");
+    keys_of_another_type_are_present_but_hold_no_value(store, raw).await;
+}
