@@ -6,9 +6,11 @@
 //! [`Backend`](crate::Backend) with the helpers here (TTL arithmetic, prefix ranges, URL
 //! redaction, the named per-key fallbacks); a layer author implements [`Forward`] (overriding
 //! only what the layer changes) or, for a layer that does the same around every call,
-//! [`Intercept`], and a [`Layer`] that wraps a store in it.
+//! [`Intercept`], and a [`Layer`] that wraps a store in it. [`header`] documents, byte by
+//! byte, what a cache with freshness stores before each value, for clients in other languages.
 
 mod fallback_impl;
+pub mod header;
 mod intercept;
 mod layer;
 mod options;
