@@ -3,24 +3,18 @@
 use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use crate::layers::{CacheEvent, Observe, Observer};
-use crate::single_flight::{self, Flights, Role};
-use crate::{
-    Backend, BoxError, Cbor, Condition, Error, Layer, Result, Serializer, SetOptions, Ttl,
-};
-
-tokio::task_local! {
-    /// The keys the current task is loading, each with the cache it loads for: a loader that
-    /// asks for one of them again would wait for itself.
-    static LOADING: Vec<(usize, String)>;
-}
+use crate::planted::FacadeBug;
+use crate::raw::header::{self, Header};
+use crate::raw::ttl_millis;
+use crate::single_flight::Flights;
+use crate::{Backend, Cbor, Condition, Error, Layer, Result, Serializer, SetOptions, Ttl};
 
 /// What batch reads and loading verbs do with stored bytes that do not decode as `V` (another
 /// schema, an older version of `V`, another writer). `get` always answers [`Error::Decode`]
@@ -67,19 +61,44 @@ pub enum DecodePolicy {
 /// # Ok(()) }
 /// ```
 pub struct Cache<V> {
-    inner: Arc<Inner<V>>,
+    pub(crate) inner: Arc<Inner<V>>,
 }
 
-struct Inner<V> {
-    backend: Arc<dyn Backend>,
-    prefix: String,
-    default_ttl: Option<Duration>,
+pub(crate) struct Inner<V> {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) prefix: String,
+    pub(crate) default_ttl: Option<Duration>,
     serializer: Box<dyn Serializer<V>>,
     serializer_name: &'static str,
-    flights: Flights<V>,
-    decode_policy: DecodePolicy,
-    load_wait_timeout: Option<Duration>,
-    observer: Option<Arc<dyn Observer>>,
+    /// Loads in flight, by full key: `None` is a load that found nothing.
+    pub(crate) flights: Arc<Flights<Option<V>>>,
+    pub(crate) decode_policy: DecodePolicy,
+    pub(crate) load_wait_timeout: Option<Duration>,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) freshness: FreshConfig,
+    #[cfg(feature = "conformance")]
+    planted: Option<FacadeBug>,
+}
+
+/// The settings and state of stale-while-revalidate, fail-safe and negative entries.
+pub(crate) struct FreshConfig {
+    /// Whether entries carry the header: set by `fresh_for` or `negative_ttl`.
+    pub(crate) header: bool,
+    pub(crate) fresh_for: Option<Duration>,
+    pub(crate) negative_ttl: Option<Duration>,
+    jitter: Option<(f64, Mutex<fastrand::Rng>)>,
+    pub(crate) retry_after: Duration,
+    /// Background refreshes that may run at once.
+    pub(crate) refresh_slots: Arc<tokio::sync::Semaphore>,
+    /// Keys whose refresh failed, with the instant before which none is tried again.
+    pub(crate) throttled: Mutex<HashMap<String, Instant>>,
+}
+
+/// What a read found under a key: the value (`None` in a negative entry) and, for a cache that
+/// writes it, the entry header.
+pub(crate) struct Stored<V> {
+    pub(crate) value: Option<V>,
+    pub(crate) header: Option<Header>,
 }
 
 impl<V> Clone for Cache<V> {
@@ -114,8 +133,22 @@ pub struct CacheBuilder<V, S = Cbor> {
     decode_policy: DecodePolicy,
     load_wait_timeout: Option<Duration>,
     observer: Option<Arc<dyn Observer>>,
+    fresh_for: Option<Duration>,
+    negative_ttl: Option<Duration>,
+    jitter: Option<f64>,
+    jitter_seed: Option<u64>,
+    retry_after: Duration,
+    max_refreshes: usize,
+    #[cfg(feature = "conformance")]
+    planted: Option<FacadeBug>,
     value: PhantomData<fn() -> V>,
 }
+
+/// How long a key whose refresh failed waits before the next one, by default.
+pub const DEFAULT_REFRESH_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How many background refreshes run at once, by default.
+pub const DEFAULT_MAX_BACKGROUND_REFRESHES: usize = 32;
 
 impl<V, S> CacheBuilder<V, S> {
     /// What batches and loading verbs do with entries that do not decode; see
@@ -150,6 +183,86 @@ impl<V, S> CacheBuilder<V, S> {
         self
     }
 
+    /// Stale-while-revalidate: an entry is *fresh* for `fresh_for` after it is written, then
+    /// *stale* until its TTL (the default TTL, or the write's own) ends it. atproto calls the
+    /// two `stale_ttl` and `max_ttl`.
+    ///
+    /// Plain reads (`get`, `get_many`) serve fresh and stale values alike;
+    /// [`Cache::get_entry`] tells them apart, and [`Cache::get_or_refresh`] serves a stale value
+    /// at once while one background refresh per key loads a new one. A refresh that fails, or
+    /// finds nothing, leaves the stale value served until its TTL (fail-safe), and the key's
+    /// next refresh waits [`refresh_retry_after`](Self::refresh_retry_after).
+    ///
+    /// A cache with freshness stores an [entry header](crate::raw::header) of 11 to 27 bytes
+    /// before each value; a cache without writes the serializer's bytes alone. Both kinds of
+    /// cache must not share a prefix: each reads the other's entries as undecodable.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cache_core::{Cache, Freshness, testing::ReferenceBackend};
+    ///
+    /// let docs: Cache<String> = Cache::builder(Arc::new(ReferenceBackend::default()))
+    ///     .default_ttl(Duration::from_secs(24 * 3600)) // max_ttl: gone after a day
+    ///     .fresh_for(Duration::from_secs(3600))        // stale_ttl: refreshed after an hour
+    ///     .build();
+    /// docs.set("did:plc:1", &"doc".to_string()).await?;
+    /// let entry = docs.get_entry("did:plc:1").await?.expect("present");
+    /// assert_eq!(entry.state, Freshness::Fresh);
+    /// # Ok(()) }
+    /// ```
+    pub fn fresh_for(mut self, fresh_for: Duration) -> Self {
+        self.fresh_for = Some(fresh_for);
+        self
+    }
+
+    /// How long a "not found" from a loader is remembered (a negative entry), unless the loader
+    /// chooses ([`Loaded::ttl`](crate::Loaded::ttl)). Default: the `fresh_for` period if set,
+    /// else the default TTL; with neither, "not found" is not remembered. Negative entries
+    /// need the entry header, so this switches it on like `fresh_for` does.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// Shortens each write's TTL, and each entry's freshness, by a random part of up to
+    /// `fraction` of it (`0.1`: by up to 10%), so that entries written together neither expire
+    /// nor turn stale together. Never lengthens them. `fraction` is clamped to `0.0..=1.0`.
+    /// A `set_many` shares one TTL in the store, so it shortens the batch's TTL once and each
+    /// entry's freshness apart. Default: none.
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.jitter = Some(if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        });
+        self
+    }
+
+    /// Seeds the jitter's random numbers, so that a test sees the same TTLs each run.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// How long a key whose refresh failed (or found nothing while a stale value was served)
+    /// waits before [`Cache::get_or_refresh`] tries again: a failing source is not asked on
+    /// every read. Kept per cache in this process. Default: [`DEFAULT_REFRESH_RETRY_AFTER`].
+    pub fn refresh_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// How many background refreshes may run at once; a stale read past the bound serves its
+    /// value and leaves the refresh to a later read. Default:
+    /// [`DEFAULT_MAX_BACKGROUND_REFRESHES`].
+    pub fn max_background_refreshes(mut self, count: usize) -> Self {
+        self.max_refreshes = count;
+        self
+    }
+
     /// Wraps the store in `layer` (timeouts, retries, observation, fault injection: see
     /// [`layers`](crate::layers), or write one with [`raw::Forward`](crate::raw::Forward)).
     ///
@@ -174,6 +287,15 @@ impl<V, S> CacheBuilder<V, S> {
         self
     }
 
+    /// Builds the cache with `bug`, for the conformance kit's own test that its cases catch
+    /// the bugs they target. Never for use.
+    #[cfg(feature = "conformance")]
+    #[doc(hidden)]
+    pub fn planted_bug(mut self, bug: Option<FacadeBug>) -> Self {
+        self.planted = bug;
+        self
+    }
+
     /// Encodes values with `serializer` instead of [`Cbor`].
     pub fn serializer<S2: Serializer<V>>(self, serializer: S2) -> CacheBuilder<V, S2> {
         CacheBuilder {
@@ -184,6 +306,14 @@ impl<V, S> CacheBuilder<V, S> {
             decode_policy: self.decode_policy,
             load_wait_timeout: self.load_wait_timeout,
             observer: self.observer,
+            fresh_for: self.fresh_for,
+            negative_ttl: self.negative_ttl,
+            jitter: self.jitter,
+            jitter_seed: self.jitter_seed,
+            retry_after: self.retry_after,
+            max_refreshes: self.max_refreshes,
+            #[cfg(feature = "conformance")]
+            planted: self.planted,
             value: PhantomData,
         }
     }
@@ -201,10 +331,30 @@ impl<V, S> CacheBuilder<V, S> {
                 default_ttl: self.default_ttl,
                 serializer: Box::new(self.serializer),
                 serializer_name: std::any::type_name::<S>(),
-                flights: Flights::default(),
+                flights: Arc::default(),
                 decode_policy: self.decode_policy,
                 load_wait_timeout: self.load_wait_timeout,
                 observer: self.observer,
+                freshness: FreshConfig {
+                    header: self.fresh_for.is_some() || self.negative_ttl.is_some(),
+                    fresh_for: self.fresh_for,
+                    negative_ttl: self.negative_ttl.or(self.fresh_for).or(self.default_ttl),
+                    jitter: self
+                        .jitter
+                        .filter(|fraction| *fraction > 0.0)
+                        .map(|fraction| {
+                            let rng = match self.jitter_seed {
+                                Some(seed) => fastrand::Rng::with_seed(seed),
+                                None => fastrand::Rng::new(),
+                            };
+                            (fraction, Mutex::new(rng))
+                        }),
+                    retry_after: self.retry_after,
+                    refresh_slots: Arc::new(tokio::sync::Semaphore::new(self.max_refreshes)),
+                    throttled: Mutex::default(),
+                },
+                #[cfg(feature = "conformance")]
+                planted: self.planted,
             }),
         }
     }
@@ -221,6 +371,14 @@ impl<V: Send + Sync + 'static> Cache<V> {
             decode_policy: DecodePolicy::default(),
             load_wait_timeout: None,
             observer: None,
+            fresh_for: None,
+            negative_ttl: None,
+            jitter: None,
+            jitter_seed: None,
+            retry_after: DEFAULT_REFRESH_RETRY_AFTER,
+            max_refreshes: DEFAULT_MAX_BACKGROUND_REFRESHES,
+            #[cfg(feature = "conformance")]
+            planted: None,
             value: PhantomData,
         }
     }
@@ -241,45 +399,63 @@ impl<V: Send + Sync + 'static> Cache<V> {
     }
 
     /// The value under `key`, `None` if absent or expired. Bytes that do not decode give
-    /// [`Error::Decode`] naming the key; other keys keep working.
+    /// [`Error::Decode`] naming the key; other keys keep working. A cache with freshness serves
+    /// fresh and stale values alike, and a negative entry (a loader's "not found") as `None`.
     pub async fn get(&self, key: &str) -> Result<Option<V>> {
-        self.get_decoded(key).await.inspect_err(|error| {
-            if matches!(error, Error::Decode { .. }) {
-                self.report_decode(error, false);
+        match self.get_stored(key).await {
+            Ok(stored) => Ok(stored.and_then(|stored| stored.value)),
+            Err(error) => {
+                if matches!(error, Error::Decode { .. }) {
+                    self.report_decode(&error, false);
+                }
+                Err(error)
             }
-        })
+        }
     }
 
-    /// `get` without reporting decode errors: its callers do.
-    async fn get_decoded(&self, key: &str) -> Result<Option<V>> {
+    /// What is stored under `key`, decoded, without reporting decode errors: callers do.
+    pub(crate) async fn get_stored(&self, key: &str) -> Result<Option<Stored<V>>> {
         let full_key = self.full_key(key);
         let stored = self.inner.backend.get(&full_key).await;
         match stored.map_err(|error| self.callers_key(error))? {
-            Some(bytes) => self.decode(key, bytes).map(Some),
+            Some(bytes) => self.decode_stored(key, bytes).map(Some),
             None => Ok(None),
         }
     }
 
     /// The values of the present keys among `keys`, by the caller's key (without the prefix), in
-    /// one store round trip. Missing and expired keys are left out; duplicates are fine.
+    /// one store round trip. Missing and expired keys, and negative entries, are left out;
+    /// duplicates are fine.
     pub async fn get_many<K: AsRef<str>>(
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<HashMap<String, V>> {
-        let mut full_keys: Vec<String> = keys
+        let full_keys = keys
             .into_iter()
             .map(|key| self.full_key(key.as_ref()).into_owned())
             .collect();
+        let as_miss = self.inner.decode_policy == DecodePolicy::Miss;
+        let found = self.get_many_stored(full_keys, as_miss).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(key, stored)| Some((key, stored.value?)))
+            .collect())
+    }
+
+    /// The entries stored under `full_keys`, in one round trip, by the caller's key; entries that
+    /// do not decode are left out when `as_miss`, else fail the call.
+    pub(crate) async fn get_many_stored(
+        &self,
+        mut full_keys: Vec<String>,
+        as_miss: bool,
+    ) -> Result<Vec<(String, Stored<V>)>> {
         let values = loop {
             match self.inner.backend.get_many(&full_keys).await {
                 Ok(values) => break values,
                 // A store that cannot read one key of the batch as bytes (a Redis key of another
                 // type) fails the batch naming it; as a miss, it is left out and the rest asked
                 // again. Each round removes a key, so this ends.
-                Err(Error::Decode { key, source })
-                    if self.inner.decode_policy == DecodePolicy::Miss
-                        && full_keys.contains(&key) =>
-                {
+                Err(Error::Decode { key, source }) if as_miss && full_keys.contains(&key) => {
                     let error = self.callers_key(Error::Decode {
                         key: key.clone(),
                         source,
@@ -297,19 +473,15 @@ impl<V: Send + Sync + 'static> Cache<V> {
             }
         };
         let prefix_len = self.inner.prefix.len();
-        let mut found = HashMap::with_capacity(values.len());
+        let mut found = Vec::with_capacity(values.len());
         for (mut key, value) in full_keys.into_iter().zip(values) {
             if let Some(bytes) = value {
                 // The caller's key is the full key without the prefix: cut it in place rather
                 // than allocate a copy per key found.
                 key.replace_range(..prefix_len, "");
-                match self.decode(&key, bytes) {
-                    Ok(value) => {
-                        found.insert(key, value);
-                    }
-                    Err(error) if self.inner.decode_policy == DecodePolicy::Miss => {
-                        self.report_decode(&error, true);
-                    }
+                match self.decode_stored(&key, bytes) {
+                    Ok(stored) => found.push((key, stored)),
+                    Err(error) if as_miss => self.report_decode(&error, true),
                     Err(error) => {
                         self.report_decode(&error, false);
                         return Err(error);
@@ -328,11 +500,25 @@ impl<V: Send + Sync + 'static> Cache<V> {
     /// Writes `value` under `key` with `options`; returns whether it wrote (only
     /// [`SetOptions::if_not_exists`] can make it `false`).
     pub async fn set_with(&self, key: &str, value: &V, options: SetOptions) -> Result<bool> {
-        let bytes = self.encode(key, value)?;
-        let ttl = options.resolve_ttl(self.inner.default_ttl);
+        let ttl = self.jittered(options.resolve_ttl(self.inner.default_ttl));
+        self.write(key, Some(value), ttl, None, options.condition)
+            .await
+    }
+
+    /// Writes `value` (or, for `None`, a negative entry) with `ttl`, and with `fresh_for` or the
+    /// cache's freshness.
+    pub(crate) async fn write(
+        &self,
+        key: &str,
+        value: Option<&V>,
+        ttl: Option<Duration>,
+        fresh_for: Option<Duration>,
+        condition: Condition,
+    ) -> Result<bool> {
+        let bytes = self.encode_stored(key, value, ttl, fresh_for)?;
         self.inner
             .backend
-            .set(&self.full_key(key), bytes, ttl, options.condition)
+            .set(&self.full_key(key), bytes, ttl, condition)
             .await
     }
 
@@ -363,20 +549,20 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 operation: "set_many_with(if_not_exists)",
             });
         }
+        let ttl = self.jittered(options.resolve_ttl(self.inner.default_ttl));
         let entries = items
             .into_iter()
             .map(|(key, value)| {
                 let key = key.as_ref();
                 Ok((
                     self.full_key(key).into_owned(),
-                    self.encode(key, value.borrow())?,
+                    self.encode_stored(key, Some(value.borrow()), ttl, None)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
         if entries.is_empty() {
             return Ok(());
         }
-        let ttl = options.resolve_ttl(self.inner.default_ttl);
         self.inner.backend.set_many(entries, ttl).await
     }
 
@@ -400,9 +586,19 @@ impl<V: Send + Sync + 'static> Cache<V> {
         self.inner.backend.delete_many(&full_keys).await
     }
 
-    /// Whether `key` is present and not expired.
+    /// Whether `key` is present and not expired. A negative entry does not count: in a cache
+    /// that writes entry headers this reads the entry (its header, not the value's decode)
+    /// instead of asking the store for presence alone.
     pub async fn contains(&self, key: &str) -> Result<bool> {
-        self.inner.backend.contains(&self.full_key(key)).await
+        let full_key = self.full_key(key);
+        if !self.inner.freshness.header {
+            return self.inner.backend.contains(&full_key).await;
+        }
+        Ok(match self.inner.backend.get(&full_key).await? {
+            None => false,
+            // Bytes that are no header are present all the same, as in a cache without one.
+            Some(bytes) => header::decode(&bytes).map_or(true, |(header, _)| !header.negative),
+        })
     }
 
     /// Changes the expiry of a present key: `Some(d)` expires it after `d`, `None` makes it
@@ -427,139 +623,9 @@ impl<V: Send + Sync + 'static> Cache<V> {
         self.inner.backend.close().await
     }
 
-    /// The value under `key`; when absent, runs `loader`, stores its value with the default TTL
-    /// and returns it.
-    ///
-    /// Single flight: while one caller loads a key, every other caller of this cache (and its
-    /// clones) asking for the same key waits for that load instead of starting its own. A loader
-    /// error reaches every waiter as [`Error::Load`] and nothing is cached. If the loading caller
-    /// is cancelled or its loader panics, a waiter takes over with its own loader. When storing
-    /// the loaded value fails, the loading caller gets that error and the waiters get the value.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> cache_core::Result<()> {
-    /// use std::sync::Arc;
-    /// use cache_core::{Cache, testing::ReferenceBackend};
-    ///
-    /// let cache: Cache<u64> = Cache::builder(Arc::new(ReferenceBackend::default())).build();
-    /// let answer = cache
-    ///     .get_or_insert_with("answer", || async { Ok::<_, std::io::Error>(42) })
-    ///     .await?;
-    /// assert_eq!(answer, 42);
-    /// assert_eq!(cache.get("answer").await?, Some(42));
-    /// # Ok(()) }
-    /// ```
-    pub async fn get_or_insert_with<F, Fut, E>(&self, key: &str, loader: F) -> Result<V>
-    where
-        V: Clone,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<V, E>>,
-        E: Into<BoxError>,
-    {
-        if let Some(value) = self.get_for_loading(key).await? {
-            return Ok(value);
-        }
-        let full_key = self.full_key(key);
-        let cache_id = Arc::as_ptr(&self.inner).cast::<()>() as usize;
-        let reentrant = LOADING
-            .try_with(|loading| {
-                loading
-                    .iter()
-                    .any(|(id, loading)| *id == cache_id && *loading == full_key)
-            })
-            .unwrap_or(false);
-        if reentrant {
-            return Err(Error::LoadCycle {
-                key: key.to_owned(),
-            });
-        }
-        let guard = loop {
-            match self.inner.flights.join(&full_key) {
-                Role::Leader(guard) => break guard,
-                Role::Waiter(mut slot) => {
-                    let waiting = self.inner.observer.as_ref().map(|_| Instant::now());
-                    let outcome = match self.inner.load_wait_timeout {
-                        None => single_flight::outcome(&mut slot).await,
-                        Some(limit) => {
-                            tokio::time::timeout(limit, single_flight::outcome(&mut slot))
-                                .await
-                                .map_err(|_| Error::LoadTimeout {
-                                    key: key.to_owned(),
-                                    waited: limit,
-                                })?
-                        }
-                    };
-                    if let (Some(observer), Some(since)) = (&self.inner.observer, waiting) {
-                        observer.on_cache_event(&CacheEvent::LoadWaited {
-                            key,
-                            waited: since.elapsed(),
-                        });
-                    }
-                    if let Some(outcome) = outcome {
-                        return outcome.map_err(|source| Error::Load {
-                            key: key.to_owned(),
-                            source,
-                        });
-                    }
-                    // The loader's caller went away without an outcome: try again.
-                    if let Some(value) = self.get_for_loading(key).await? {
-                        return Ok(value);
-                    }
-                }
-            }
-        };
-        // A load that finished between our miss and our joining has stored its value already.
-        if let Some(value) = self.get_for_loading(key).await? {
-            guard.publish(Ok(value.clone()));
-            return Ok(value);
-        }
-        // The loader runs knowing every key this task is loading, this one included, so that a
-        // load of any of them from inside it fails at once instead of waiting for itself.
-        let mut loading = LOADING.try_with(Clone::clone).unwrap_or_default();
-        loading.push((cache_id, full_key.into_owned()));
-        let started = self.inner.observer.as_ref().map(|_| Instant::now());
-        let loaded = match LOADING.scope(loading, loader()).await {
-            Ok(value) => {
-                let stored = self.set(key, &value).await;
-                guard.publish(Ok(value.clone()));
-                stored.map(|()| value)
-            }
-            Err(error) => {
-                let source: Arc<dyn std::error::Error + Send + Sync> = Arc::from(error.into());
-                guard.publish(Err(Arc::clone(&source)));
-                Err(Error::Load {
-                    key: key.to_owned(),
-                    source,
-                })
-            }
-        };
-        if let (Some(observer), Some(started)) = (&self.inner.observer, started) {
-            observer.on_cache_event(&CacheEvent::Loaded {
-                key,
-                elapsed: started.elapsed(),
-                error: loaded.as_ref().err(),
-            });
-        }
-        loaded
-    }
-
-    /// `get` as the loading verbs read: an entry that does not decode is a miss (to be loaded
-    /// and overwritten) unless the policy is [`DecodePolicy::Fail`].
-    async fn get_for_loading(&self, key: &str) -> Result<Option<V>> {
-        match self.get_decoded(key).await {
-            Err(error @ Error::Decode { .. }) => {
-                let as_miss = self.inner.decode_policy != DecodePolicy::Fail;
-                self.report_decode(&error, as_miss);
-                if as_miss { Ok(None) } else { Err(error) }
-            }
-            other => other,
-        }
-    }
-
     /// The store's key for `key`. Without a prefix it is the caller's key itself, borrowed, so
     /// that single-key calls allocate nothing for it.
-    fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+    pub(crate) fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
         if self.inner.prefix.is_empty() {
             return Cow::Borrowed(key);
         }
@@ -570,7 +636,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
     }
 
     /// A decode error from the store names the store's key; the caller knows its own.
-    fn callers_key(&self, error: Error) -> Error {
+    pub(crate) fn callers_key(&self, error: Error) -> Error {
         match error {
             Error::Decode { key, source } => Error::Decode {
                 key: key
@@ -582,31 +648,142 @@ impl<V: Send + Sync + 'static> Cache<V> {
         }
     }
 
-    fn encode(&self, key: &str, value: &V) -> Result<Bytes> {
-        self.inner
-            .serializer
-            .encode(value)
-            .map_err(|source| Error::Encode {
-                key: key.to_owned(),
-                source,
-            })
+    /// Whether this cache was built with `bug` (only ever by the conformance kit's own tests).
+    #[inline]
+    pub(crate) fn planted(&self, bug: FacadeBug) -> bool {
+        #[cfg(feature = "conformance")]
+        {
+            self.inner.planted == Some(bug)
+        }
+        #[cfg(not(feature = "conformance"))]
+        {
+            let _ = bug;
+            false
+        }
     }
 
-    fn decode(&self, key: &str, bytes: Bytes) -> Result<V> {
-        self.inner
-            .serializer
-            .decode(bytes)
-            .map_err(|source| Error::Decode {
-                key: key.to_owned(),
-                source,
-            })
+    /// The bytes to store for `value` (`None`: a negative entry): the serializer's alone, or
+    /// after an entry header in a cache with freshness.
+    pub(crate) fn encode_stored(
+        &self,
+        key: &str,
+        value: Option<&V>,
+        ttl: Option<Duration>,
+        fresh_for: Option<Duration>,
+    ) -> Result<Bytes> {
+        let payload = match value {
+            Some(value) => self
+                .inner
+                .serializer
+                .encode(value)
+                .map_err(|source| Error::Encode {
+                    key: key.to_owned(),
+                    source,
+                })?,
+            None => Bytes::new(),
+        };
+        let freshness = &self.inner.freshness;
+        if !freshness.header && !self.planted(FacadeBug::HeaderOnEveryCache) {
+            return Ok(payload);
+        }
+        let now = now_millis();
+        let expires_at_ms = ttl.map(|ttl| now.saturating_add(ttl_millis(ttl)));
+        let fresh_for = match value {
+            None => None,
+            Some(_) => fresh_for
+                .or(freshness.fresh_for)
+                .map(|d| self.jittered_once(d)),
+        };
+        let mut fresh_until_ms = fresh_for
+            .map(|d| now.saturating_add(ttl_millis(d)))
+            .filter(|until| expires_at_ms.is_none_or(|expires| *until < expires));
+        if self.planted(FacadeBug::FreshUntilFromTtl) {
+            fresh_until_ms = fresh_until_ms.and(expires_at_ms);
+        }
+        let header = Header {
+            written_at_ms: now,
+            fresh_until_ms,
+            expires_at_ms,
+            negative: value.is_none(),
+            tags: Vec::new(),
+        };
+        header::encode(&header, &payload).map_err(|source| Error::Encode {
+            key: key.to_owned(),
+            source: Box::new(source),
+        })
     }
+
+    /// What `bytes` stored under `key` hold: the header, if this cache writes one, and the value.
+    pub(crate) fn decode_stored(&self, key: &str, bytes: Bytes) -> Result<Stored<V>> {
+        let decode_error = |source| Error::Decode {
+            key: key.to_owned(),
+            source,
+        };
+        if !self.inner.freshness.header {
+            let value = self.inner.serializer.decode(bytes).map_err(decode_error)?;
+            return Ok(Stored {
+                value: Some(value),
+                header: None,
+            });
+        }
+        let (header, payload) = match header::decode(&bytes) {
+            Ok(decoded) => decoded,
+            Err(_) if self.planted(FacadeBug::BadHeaderIsAbsent) => {
+                return Ok(Stored {
+                    value: None,
+                    header: None,
+                });
+            }
+            Err(error) => return Err(decode_error(Box::new(error))),
+        };
+        let value = if header.negative {
+            None
+        } else {
+            Some(
+                self.inner
+                    .serializer
+                    .decode(payload)
+                    .map_err(decode_error)?,
+            )
+        };
+        Ok(Stored {
+            value,
+            header: Some(header),
+        })
+    }
+
+    /// `ttl` shortened by the jitter, if the cache has one.
+    pub(crate) fn jittered(&self, ttl: Option<Duration>) -> Option<Duration> {
+        ttl.map(|ttl| self.jittered_once(ttl))
+    }
+
+    fn jittered_once(&self, period: Duration) -> Duration {
+        match &self.inner.freshness.jitter {
+            None => period,
+            Some((fraction, rng)) => {
+                let draw = rng.lock().unwrap_or_else(PoisonError::into_inner).f64();
+                if self.planted(FacadeBug::JitterLengthens) {
+                    return period.mul_f64(1.0 + fraction * (draw - 0.5));
+                }
+                period.mul_f64(1.0 - fraction * draw)
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, as entry headers count time.
+pub(crate) fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 impl<V> Cache<V> {
     /// Reports an entry that does not decode: as a warning when a [`DecodePolicy`] treats it as
     /// a miss (an error the caller sees needs none), and to the observer either way.
-    fn report_decode(&self, error: &Error, as_miss: bool) {
+    pub(crate) fn report_decode(&self, error: &Error, as_miss: bool) {
         if as_miss {
             tracing::warn!(
                 target: "cachette",

@@ -4,8 +4,11 @@
 mod backend;
 mod cache;
 mod error;
+mod freshness;
 pub mod layers;
+mod loading;
 mod options;
+mod planted;
 pub mod raw;
 mod serializer;
 mod single_flight;
@@ -17,8 +20,12 @@ pub mod conformance;
 pub use async_trait::async_trait;
 pub use backend::{Backend, Condition, Ttl};
 pub use bytes::Bytes;
-pub use cache::{Cache, CacheBuilder, DecodePolicy};
+pub use cache::{
+    Cache, CacheBuilder, DEFAULT_MAX_BACKGROUND_REFRESHES, DEFAULT_REFRESH_RETRY_AFTER,
+    DecodePolicy,
+};
 pub use error::{BoxError, Error, Result};
+pub use freshness::{Entry, Freshness, Loaded};
 pub use options::SetOptions;
 pub use raw::Layer;
 pub use serializer::{Cbor, Json, Raw, Serializer};

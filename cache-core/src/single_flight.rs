@@ -15,9 +15,9 @@ pub(crate) struct Flights<V> {
     in_flight: Mutex<HashMap<String, Slot<V>>>,
 }
 
-pub(crate) enum Role<'a, V> {
+pub(crate) enum Role<V> {
     /// This caller runs the load and must publish its outcome through the guard.
-    Leader(LeaderGuard<'a, V>),
+    Leader(LeaderGuard<V>),
     /// Another caller is loading; wait on this.
     Waiter(Slot<V>),
 }
@@ -40,7 +40,9 @@ pub(crate) async fn outcome<V: Clone>(slot: &mut Slot<V>) -> Option<Outcome<V>> 
 }
 
 impl<V> Flights<V> {
-    pub(crate) fn join(&self, key: &str) -> Role<'_, V> {
+    /// Joins the load of `key`: as its leader when none is in flight. The guard holds the table
+    /// by `Arc`, so that a load can go on in a task of its own (a background refresh).
+    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Role<V> {
         let mut in_flight = self
             .in_flight
             .lock()
@@ -51,7 +53,7 @@ impl<V> Flights<V> {
         let (sender, receiver) = watch::channel(None);
         in_flight.insert(key.to_owned(), receiver);
         Role::Leader(LeaderGuard {
-            flights: self,
+            flights: Arc::clone(self),
             key: key.to_owned(),
             sender,
             left: false,
@@ -68,8 +70,8 @@ impl<V> Flights<V> {
 
 /// Held by the caller that loads. Dropping it without publishing (the caller was cancelled or
 /// the loader panicked) releases the key, and the waiters try again themselves.
-pub(crate) struct LeaderGuard<'a, V> {
-    flights: &'a Flights<V>,
+pub(crate) struct LeaderGuard<V> {
+    flights: Arc<Flights<V>>,
     key: String,
     sender: watch::Sender<Option<Outcome<V>>>,
     /// Whether the key was released already, so that dropping the guard does not release a
@@ -77,7 +79,7 @@ pub(crate) struct LeaderGuard<'a, V> {
     left: bool,
 }
 
-impl<V> LeaderGuard<'_, V> {
+impl<V> LeaderGuard<V> {
     pub(crate) fn publish(mut self, outcome: Outcome<V>) {
         // Release the key first: waiters already subscribed still see the outcome, and a caller
         // arriving from now on finds the value in the store or, after an error, starts a load
@@ -88,7 +90,7 @@ impl<V> LeaderGuard<'_, V> {
     }
 }
 
-impl<V> Drop for LeaderGuard<'_, V> {
+impl<V> Drop for LeaderGuard<V> {
     fn drop(&mut self) {
         if !self.left {
             self.flights.leave(&self.key);
@@ -102,7 +104,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_see_the_outcome_and_later_callers_start_afresh() {
-        let flights = Flights::<u32>::default();
+        let flights = Arc::new(Flights::<u32>::default());
         let Role::Leader(leader) = flights.join("k") else {
             panic!("the first caller must lead");
         };
@@ -128,7 +130,7 @@ mod tests {
 
     #[test]
     fn a_dropped_leader_releases_the_key() {
-        let flights = Flights::<u32>::default();
+        let flights = Arc::new(Flights::<u32>::default());
         let Role::Leader(leader) = flights.join("k") else {
             panic!("the first caller must lead");
         };

@@ -67,6 +67,9 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::{Backend, Cache, CacheBuilder, Result};
 
+#[doc(hidden)]
+pub use crate::planted::FacadeBug;
+
 pub mod cases;
 pub mod outage;
 pub mod secrets;
@@ -122,6 +125,7 @@ pub struct Ctx {
     backend: Arc<dyn Backend>,
     peer: Arc<dyn Backend>,
     prefix: String,
+    facade_bug: Option<FacadeBug>,
 }
 
 impl Ctx {
@@ -141,6 +145,7 @@ impl Ctx {
             backend,
             peer,
             prefix: format!("cachette-conformance:{tag}:"),
+            facade_bug: None,
         }
     }
 
@@ -175,7 +180,32 @@ impl Ctx {
 
     /// A cache builder over the store with this case's prefix.
     pub fn builder<V: Send + Sync + 'static>(&self) -> CacheBuilder<V> {
-        Cache::builder(Arc::clone(&self.backend)).prefix(self.prefix.clone())
+        Cache::builder(Arc::clone(&self.backend))
+            .prefix(self.prefix.clone())
+            .planted_bug(self.facade_bug)
+    }
+
+    /// This context, whose caches are built with `bug`: for the kit's own test that its cases
+    /// catch what they target.
+    #[doc(hidden)]
+    pub fn with_facade_bug(mut self, bug: FacadeBug) -> Self {
+        self.facade_bug = Some(bug);
+        self
+    }
+}
+
+/// Runs one case against `backend` with caches built with `bug`, and panics with its failure:
+/// for the kit's own test that its cases catch what they target.
+#[doc(hidden)]
+pub async fn run_case_with_facade_bug(
+    case: fn(Ctx) -> CaseFuture,
+    backend: Arc<dyn Backend>,
+    bug: Option<FacadeBug>,
+) {
+    let mut ctx = Ctx::new(backend);
+    ctx.facade_bug = bug;
+    if let Err(error) = case(ctx).await {
+        panic!("case returned an error: {error}");
     }
 }
 

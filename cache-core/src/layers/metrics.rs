@@ -22,6 +22,9 @@ use super::observe::{CacheEvent, CallEvent, Observer};
 /// | `cachette_loads_total` | counter | `outcome` (`ok`, `error`) | loader runs |
 /// | `cachette_load_duration_seconds` | histogram | | time per load |
 /// | `cachette_load_waits_total` | counter | | callers that waited for another's load |
+/// | `cachette_stale_served_total` | counter | | stale values served by a loading verb |
+/// | `cachette_refreshes_total` | counter | `outcome` (`ok`, `not_found`, `error`) | refreshes of present keys |
+/// | `cachette_refresh_duration_seconds` | histogram | | time per refresh |
 ///
 /// Keys never become labels.
 #[derive(Debug, Default)]
@@ -68,6 +71,19 @@ impl MetricsObserver {
         describe_counter!(
             "cachette_load_waits_total",
             "Callers that waited for another caller's load."
+        );
+        describe_counter!(
+            "cachette_stale_served_total",
+            "Stale values served by a loading verb."
+        );
+        describe_counter!(
+            "cachette_refreshes_total",
+            "Refreshes of present keys, by outcome."
+        );
+        describe_histogram!(
+            "cachette_refresh_duration_seconds",
+            metrics::Unit::Seconds,
+            "Time per refresh."
         );
         Self::default()
     }
@@ -142,6 +158,21 @@ impl Observer for MetricsObserver {
                 histogram!("cachette_load_duration_seconds").record(elapsed.as_secs_f64());
             }
             CacheEvent::LoadWaited { .. } => counter!("cachette_load_waits_total").increment(1),
+            CacheEvent::StaleServed { .. } => counter!("cachette_stale_served_total").increment(1),
+            CacheEvent::Refreshed {
+                elapsed,
+                error,
+                found,
+                ..
+            } => {
+                let outcome = match (error, found) {
+                    (Some(_), _) => "error",
+                    (None, true) => "ok",
+                    (None, false) => "not_found",
+                };
+                counter!("cachette_refreshes_total", "outcome" => outcome).increment(1);
+                histogram!("cachette_refresh_duration_seconds").record(elapsed.as_secs_f64());
+            }
         }
     }
 }

@@ -57,6 +57,26 @@ pub enum CacheEvent<'a> {
         /// How long it waited.
         waited: Duration,
     },
+    /// A loading verb served a stale value (see
+    /// [`CacheBuilder::fresh_for`](crate::CacheBuilder::fresh_for)); a background refresh may
+    /// have started.
+    StaleServed {
+        /// The caller's key.
+        key: &'a str,
+    },
+    /// A refresh of a present key ended: in the background after a stale read, or asked for
+    /// with [`Cache::refresh`](crate::Cache::refresh).
+    Refreshed {
+        /// The caller's key.
+        key: &'a str,
+        /// How long the loader and the write of its value took.
+        elapsed: Duration,
+        /// The error, if the loader or the write failed; the old value stays served.
+        error: Option<&'a Error>,
+        /// Whether the loader found a value; `false` with no error: it found nothing, and the
+        /// old value stays served.
+        found: bool,
+    },
 }
 
 /// Receives one [`CallEvent`] per store call from an [`Observe`] layer, and the typed cache's

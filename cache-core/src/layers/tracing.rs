@@ -158,6 +158,22 @@ impl Observer for TracingObserver {
             CacheEvent::LoadWaited { waited, .. } => {
                 tracing::debug!(target: "cachette", ?waited, "waited for another caller's load");
             }
+            CacheEvent::StaleServed { .. } => {
+                tracing::debug!(target: "cachette", "served a stale value");
+            }
+            CacheEvent::Refreshed {
+                elapsed,
+                error: Some(error),
+                ..
+            } => tracing::warn!(
+                target: "cachette",
+                %error,
+                ?elapsed,
+                "a refresh failed; the stale value stays served"
+            ),
+            CacheEvent::Refreshed { elapsed, found, .. } => {
+                tracing::debug!(target: "cachette", ?elapsed, found, "refreshed");
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod clear;
 pub mod conditional;
 pub mod facade;
 pub mod faults;
+pub mod freshness;
 pub mod keys;
 pub mod loading;
 pub mod neighbours;
@@ -148,6 +149,18 @@ macro_rules! __conformance_case_list {
             (loading::loads_of_distinct_keys_run_in_parallel)
             (loading::loader_asking_for_its_own_key_fails_instead_of_waiting)
             (loading::waiters_give_up_after_the_load_wait_timeout)
+            (freshness::only_freshness_caches_write_the_entry_header)
+            (freshness::entries_turn_stale_then_expire_on_time)
+            (freshness::stale_reads_serve_at_once_and_refresh_once)
+            (freshness::failed_refresh_keeps_the_stale_value_and_throttles_retries)
+            (freshness::refresh_that_finds_nothing_keeps_the_stale_value)
+            (freshness::negative_entries_are_remembered_and_absent_for_reads)
+            (freshness::loader_chooses_ttl_and_freshness)
+            (freshness::refresh_reloads_now_and_keeps_the_old_value_on_failure)
+            (freshness::batch_loader_runs_once_for_all_misses)
+            (freshness::cancelled_readers_neither_stop_a_refresh_nor_block_a_load)
+            (freshness::jitter_spreads_ttls_within_its_fraction)
+            (freshness::entry_without_a_valid_header_is_a_decode_error)
         }
     };
 }

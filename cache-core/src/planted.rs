@@ -1,0 +1,35 @@
+//! Bugs the typed cache can be built with, to show that the conformance suite catches them (the
+//! facade's twin of the planted stores in `tests/suite_catches_bugs.rs`). Only a cache built
+//! through the conformance kit's hidden `CacheBuilder::planted_bug` has one; in a build without
+//! the `conformance` feature every check is a constant `false`.
+
+/// One bug of the kind cache libraries with the same features have shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "conformance"), allow(dead_code))]
+#[non_exhaustive]
+pub enum FacadeBug {
+    /// Every cache writes the entry header, so plain JSON entries are no longer plain JSON.
+    HeaderOnEveryCache,
+    /// Freshness measured up to the TTL: entries are never stale.
+    FreshUntilFromTtl,
+    /// A stale read waits for its refresh instead of serving the stale value.
+    RefreshInForeground,
+    /// Every stale read starts its own background refresh.
+    RefreshPerReader,
+    /// A failed refresh is tried again on the very next stale read.
+    NoRefreshThrottle,
+    /// A failed background refresh deletes the stale value.
+    FailedRefreshDropsStale,
+    /// A refresh that finds nothing deletes the stale value.
+    NotFoundDropsStale,
+    /// "Not found" is never remembered.
+    NegativeNotRemembered,
+    /// The TTL a loader chose is ignored.
+    LoaderTtlIgnored,
+    /// The batch loader is called once per absent key.
+    BatchLoaderPerKey,
+    /// Jitter lengthens TTLs as well as shortening them.
+    JitterLengthens,
+    /// An entry whose header does not parse reads as absent.
+    BadHeaderIsAbsent,
+}

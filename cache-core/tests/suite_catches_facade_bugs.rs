@@ -1,0 +1,59 @@
+//! The typed features' cases are only worth something if they fail for a broken facade. Each
+//! test here builds the caches of one case with one planted bug of the kind cache libraries with
+//! the same features have shipped, and checks that the case fails, while it passes without the
+//! bug, on the reference store.
+
+use std::sync::Arc;
+
+use cache_core::conformance::{FacadeBug, cases, run_case_with_facade_bug};
+use cache_core::testing::ReferenceBackend;
+
+/// Runs `case_name` without a bug (must pass) and with `bug` (must fail).
+async fn caught(bug: FacadeBug, case_name: &str) {
+    let case = cases()
+        .into_iter()
+        .find(|case| case.name == case_name)
+        .unwrap_or_else(|| panic!("no case {case_name}"));
+    let store = || Arc::new(ReferenceBackend::default());
+    let passed = tokio::spawn(run_case_with_facade_bug(case.run, store(), None)).await;
+    assert!(passed.is_ok(), "{case_name} fails without a bug");
+    let outcome = tokio::spawn(run_case_with_facade_bug(case.run, store(), Some(bug))).await;
+    assert!(
+        outcome.is_err_and(|error| error.is_panic()),
+        "{case_name} did not catch {bug:?}"
+    );
+}
+
+macro_rules! bug_tests {
+    ($($test:ident: $bug:ident => $case:ident;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                caught(FacadeBug::$bug, stringify!($case)).await;
+            }
+        )*
+
+        /// Every bug has a test, and no test is listed twice.
+        #[test]
+        fn every_facade_bug_is_planted_once() {
+            let planted: Vec<&str> = vec![$(stringify!($bug)),*];
+            let distinct: std::collections::HashSet<&str> = planted.iter().copied().collect();
+            assert_eq!(distinct.len(), planted.len(), "a bug is planted twice");
+        }
+    };
+}
+
+bug_tests! {
+    header_on_plain_caches: HeaderOnEveryCache => only_freshness_caches_write_the_entry_header;
+    never_stale: FreshUntilFromTtl => entries_turn_stale_then_expire_on_time;
+    stale_reads_wait: RefreshInForeground => stale_reads_serve_at_once_and_refresh_once;
+    refresh_per_reader: RefreshPerReader => stale_reads_serve_at_once_and_refresh_once;
+    failing_source_hammered: NoRefreshThrottle => failed_refresh_keeps_the_stale_value_and_throttles_retries;
+    failure_drops_stale: FailedRefreshDropsStale => failed_refresh_keeps_the_stale_value_and_throttles_retries;
+    not_found_drops_stale: NotFoundDropsStale => refresh_that_finds_nothing_keeps_the_stale_value;
+    not_found_forgotten: NegativeNotRemembered => negative_entries_are_remembered_and_absent_for_reads;
+    loader_ttl_ignored: LoaderTtlIgnored => loader_chooses_ttl_and_freshness;
+    batch_loader_per_key: BatchLoaderPerKey => batch_loader_runs_once_for_all_misses;
+    jitter_lengthens: JitterLengthens => jitter_spreads_ttls_within_its_fraction;
+    bad_header_absent: BadHeaderIsAbsent => entry_without_a_valid_header_is_a_decode_error;
+}
