@@ -51,8 +51,9 @@
 mod open;
 
 pub use cache_core::{
-    Backend, BoxError, Bytes, Cache, CacheBuilder, Cbor, Condition, DecodePolicy, Error, Json,
-    Layer, Raw, Result, Serializer, SetOptions, Ttl, layers, raw, testing,
+    Backend, BoxError, Bytes, Cache, CacheBuilder, Cbor, Condition,
+    DEFAULT_MAX_BACKGROUND_REFRESHES, DEFAULT_REFRESH_RETRY_AFTER, DecodePolicy, Entry, Error,
+    Freshness, Json, Layer, Loaded, Raw, Result, Serializer, SetOptions, Ttl, layers, raw, testing,
 };
 pub use open::open;
 

@@ -19,7 +19,8 @@ OPTIONS:
     --only LIST    run only these stores: memory, sqlite, redis, postgres (both tables),
                    postgres-logged, postgres-unlogged, and the Observe layer's rows:
                    memory-tracing, memory-metrics, sqlite-tracing, sqlite-metrics
-                   (observe: all four)
+                   (observe: all four); and freshness's rows: memory-fresh,
+                   memory-stale, sqlite-fresh, sqlite-stale (freshness: all four)
     --ops LIST     run only these operations: get, set, get_many, set_many, get64
     --calls N      every slice makes N calls instead of running for a time (for profilers
                    such as callgrind, which slow calls too much for time slices)
@@ -32,13 +33,17 @@ ENVIRONMENT:
 ";
 
 /// The stores, as `--only` names them.
-pub const STORE_NAMES: [&str; 9] = [
+pub const STORE_NAMES: [&str; 13] = [
     "memory",
     "memory-tracing",
     "memory-metrics",
+    "memory-fresh",
+    "memory-stale",
     "sqlite",
     "sqlite-tracing",
     "sqlite-metrics",
+    "sqlite-fresh",
+    "sqlite-stale",
     "redis",
     "postgres-logged",
     "postgres-unlogged",
@@ -135,6 +140,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         stores.extend(["postgres-logged", "postgres-unlogged"]);
                         continue;
                     }
+                    if name == "freshness" {
+                        stores.extend([
+                            "memory-fresh",
+                            "memory-stale",
+                            "sqlite-fresh",
+                            "sqlite-stale",
+                        ]);
+                        continue;
+                    }
                     if name == "observe" {
                         stores.extend([
                             "memory-tracing",
@@ -149,7 +163,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         .find(|known| **known == name)
                         .ok_or_else(|| {
                             format!(
-                                "unknown store {name:?} for --only (known: {}, postgres, observe)",
+                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness)",
                                 STORE_NAMES.join(", ")
                             )
                         })?;

@@ -38,13 +38,17 @@ pub type BenchResult<T> = Result<T, BenchError>;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The stores in table order: the `--only` name, the table name.
-const STORES: [(&str, &str); 9] = [
+const STORES: [(&str, &str); 13] = [
     ("memory", "memory"),
     ("memory-tracing", "memory + Observe(tracing)"),
     ("memory-metrics", "memory + Observe(metrics)"),
+    ("memory-fresh", "memory + fresh_for, fresh hits"),
+    ("memory-stale", "memory + fresh_for, stale hits"),
     ("sqlite", "sqlite (WAL file)"),
     ("sqlite-tracing", "sqlite + Observe(tracing)"),
     ("sqlite-metrics", "sqlite + Observe(metrics)"),
+    ("sqlite-fresh", "sqlite + fresh_for, fresh hits"),
+    ("sqlite-stale", "sqlite + fresh_for, stale hits"),
     ("redis", "redis"),
     ("postgres-logged", "postgres (logged)"),
     ("postgres-unlogged", "postgres (unlogged)"),

@@ -16,13 +16,14 @@ use crate::servers::Kind;
 use crate::services::{self, Provided};
 
 /// The steps in order, for the `[n/N]` progress count.
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "fmt",
     "clippy",
     "clippy (no TLS)",
     "doc",
     "quickstart",
     "observe example",
+    "seed examples",
     "servers",
     "test",
     "test (memory only)",
@@ -82,6 +83,12 @@ pub fn run() -> Result<()> {
             "tracing,metrics",
         ],
         &[("RUST_LOG", "cachette=debug")],
+    );
+    // Each seed system's API rebuilt on cachette; each asserts what it shows.
+    run.cargo(
+        "seed examples",
+        &["run", "--example", "atproto_did_cache"],
+        &[],
     );
     let servers = run.step(
         "servers",

@@ -11,6 +11,7 @@ use crate::measure::{Contender, Target, Timed};
 use crate::report::{Outcome, RoundTripRow};
 use crate::workload::{DidDoc, SharedWorkload, TTL};
 
+pub mod freshness;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod observe;
@@ -51,6 +52,32 @@ pub type Cleanup = Pin<Box<dyn Future<Output = BenchResult<()>> + Send>>;
 /// A clean-up with nothing to do.
 pub fn no_cleanup() -> Cleanup {
     Box::pin(async { Ok(()) })
+}
+
+/// A fresh in-process store for rows that compare two facades over one store: `memory`, or
+/// `sqlite` in a temporary directory (named after `purpose`) that the clean-up removes.
+pub async fn open_local(store: &str, purpose: &str) -> BenchResult<(Arc<dyn Backend>, Cleanup)> {
+    let _ = purpose;
+    let (backend, directory): (Arc<dyn Backend>, Option<tempfile::TempDir>) = match store {
+        #[cfg(feature = "memory")]
+        "memory" => (Arc::new(cache_memory::MemoryBackend::new()), None),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let directory = tempfile::Builder::new().prefix(purpose).tempdir()?;
+            let path = directory.path().join("bench.db");
+            let backend = cache_sqlite::SqliteBackend::file(&path).open().await?;
+            (Arc::new(backend), Some(directory))
+        }
+        other => return Err(format!("no in-process store {other:?}").into()),
+    };
+    let closing = Arc::clone(&backend);
+    let cleanup: Cleanup = Box::pin(async move {
+        closing.close().await?;
+        drop(closing);
+        drop(directory);
+        Ok(())
+    });
+    Ok((backend, cleanup))
 }
 
 /// The key prefix of this run: unique per process, so that runs on a shared server never touch
@@ -211,6 +238,26 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
                 return Err(Outcome::NotBuilt { feature });
             }
             observe::setup(store, observer, workload)
+                .await
+                .map_err(failed)
+        }
+        "memory-fresh" | "memory-stale" | "sqlite-fresh" | "sqlite-stale" => {
+            let (store, hits) = match key.split_once('-') {
+                Some((store, "stale")) => (store, freshness::Hits::Stale),
+                Some((store, _)) => (store, freshness::Hits::Fresh),
+                None => (key, freshness::Hits::Fresh),
+            };
+            if (store == "memory" && cfg!(not(feature = "memory")))
+                || (store == "sqlite" && cfg!(not(feature = "sqlite")))
+            {
+                let feature = if store == "memory" {
+                    "memory"
+                } else {
+                    "sqlite"
+                };
+                return Err(Outcome::NotBuilt { feature });
+            }
+            freshness::setup(store, hits, workload)
                 .await
                 .map_err(failed)
         }

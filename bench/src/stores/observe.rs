@@ -4,13 +4,12 @@
 
 use std::sync::{Arc, Once};
 
-use cache_core::Backend;
 use cache_core::layers::{MetricsObserver, Observe, TracingObserver};
 use cache_core::raw::Layer;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 
-use super::{Facade, StoreBench, run_prefix};
+use super::{Facade, StoreBench, open_local, run_prefix};
 use crate::BenchResult;
 use crate::workload::SharedWorkload;
 
@@ -48,20 +47,7 @@ pub async fn setup(
     workload: &SharedWorkload,
 ) -> BenchResult<StoreBench> {
     install();
-    let (backend, directory): (Arc<dyn Backend>, Option<tempfile::TempDir>) = match store {
-        #[cfg(feature = "memory")]
-        "memory" => (Arc::new(cache_memory::MemoryBackend::new()), None),
-        #[cfg(feature = "sqlite")]
-        "sqlite" => {
-            let directory = tempfile::Builder::new()
-                .prefix("cachette-bench-observe")
-                .tempdir()?;
-            let path = directory.path().join("bench.db");
-            let backend = cache_sqlite::SqliteBackend::file(&path).open().await?;
-            (Arc::new(backend), Some(directory))
-        }
-        other => return Err(format!("no observed rows for store {other:?}").into()),
-    };
+    let (backend, cleanup) = open_local(store, "cachette-bench-observe").await?;
     let observed = match observer {
         Observer::Tracing => Observe::new(TracingObserver::new()).layer(Arc::clone(&backend)),
         Observer::Metrics => Observe::new(MetricsObserver::new()).layer(Arc::clone(&backend)),
@@ -84,12 +70,7 @@ pub async fn setup(
         raw: plain,
         raw_name: "the plain facade over the same store, no layer",
         peer: None,
-        cleanup: Box::pin(async move {
-            backend.close().await?;
-            drop(backend);
-            drop(directory);
-            Ok(())
-        }),
+        cleanup,
         server: None,
     };
     bench.facade.preload().await?;

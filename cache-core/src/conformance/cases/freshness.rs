@@ -229,7 +229,10 @@ pub async fn stale_reads_serve_at_once_and_refresh_once(ctx: Ctx) -> Result<()> 
     );
     // A new entry, fresh for its own period from its own write.
     let entry = cache.get_entry("k").await?.expect("present");
-    assert!(entry.written_at >= stale.stale_at, "{entry:?} after {stale:?}");
+    assert!(
+        entry.written_at >= stale.stale_at,
+        "{entry:?} after {stale:?}"
+    );
     assert_eq!(millis_between(entry.written_at, entry.stale_at), 50);
     Ok(())
 }
