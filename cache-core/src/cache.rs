@@ -76,6 +76,8 @@ pub(crate) struct Inner<V> {
     pub(crate) load_wait_timeout: Option<Duration>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) freshness: FreshConfig,
+    /// Whether writes may carry tags (and user keys must stay out of the tag versions' space).
+    pub(crate) tagged: bool,
     #[cfg(feature = "conformance")]
     planted: Option<FacadeBug>,
 }
@@ -139,6 +141,7 @@ pub struct CacheBuilder<V, S = Cbor> {
     jitter_seed: Option<u64>,
     retry_after: Duration,
     max_refreshes: usize,
+    tagged: bool,
     #[cfg(feature = "conformance")]
     planted: Option<FacadeBug>,
     value: PhantomData<fn() -> V>,
@@ -218,6 +221,38 @@ impl<V, S> CacheBuilder<V, S> {
         self
     }
 
+    /// Lets writes carry tags ([`SetOptions::tags`], [`Loaded::tags`](crate::Loaded::tags)) and
+    /// [`Cache::invalidate_tags`] make every entry of a tag absent at once, in a number of store
+    /// calls that does not grow with the entries (no key scan).
+    ///
+    /// Each tag has a version, kept in the store under this cache's prefix in a space user keys
+    /// cannot reach (keys starting with U+FFFF, a Unicode noncharacter, are refused with
+    /// [`Error::InvalidKey`] in a tagged cache); each entry records the versions it was written
+    /// under in its [entry header](crate::raw::header), and a read compares them with one batched
+    /// read of the versions. Invalidating a tag gives it a new random version. Tag versions never
+    /// expire; `clear()` removes them with the entries. A tag version the store lost (evicted by
+    /// a bounded store, removed by hand) makes its entries absent, never current again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use cache_core::{Cache, SetOptions, testing::ReferenceBackend};
+    ///
+    /// let responses: Cache<String> = Cache::builder(Arc::new(ReferenceBackend::default()))
+    ///     .tagged()
+    ///     .build();
+    /// let tagged = SetOptions::new().tags(["user:7", "org:1"]);
+    /// responses.set_with("GET /users/7", &"alice".to_string(), tagged).await?;
+    /// responses.invalidate_tags(["org:1"]).await?;
+    /// assert_eq!(responses.get("GET /users/7").await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn tagged(mut self) -> Self {
+        self.tagged = true;
+        self
+    }
+
     /// How long a "not found" from a loader is remembered (a negative entry), unless the loader
     /// chooses ([`Loaded::ttl`](crate::Loaded::ttl)). Default: the `fresh_for` period if set,
     /// else the default TTL; with neither, "not found" is not remembered. Negative entries
@@ -276,8 +311,9 @@ impl<V, S> CacheBuilder<V, S> {
     }
 
     /// Reports to `observer` every store call (an [`Observe`] layer at this point of the stack)
-    /// and the typed cache's own events: entries that do not decode, loads, and callers that
-    /// waited for another's load (see [`CacheEvent`](crate::layers::CacheEvent)).
+    /// and the typed cache's own events: entries that do not decode, loads, callers that waited
+    /// for another's load, stale values served and refreshes (see
+    /// [`CacheEvent`](crate::layers::CacheEvent)).
     ///
     /// A cache without an observer pays nothing for observation.
     pub fn observe<O: Observer>(mut self, observer: O) -> Self {
@@ -312,6 +348,7 @@ impl<V, S> CacheBuilder<V, S> {
             jitter_seed: self.jitter_seed,
             retry_after: self.retry_after,
             max_refreshes: self.max_refreshes,
+            tagged: self.tagged,
             #[cfg(feature = "conformance")]
             planted: self.planted,
             value: PhantomData,
@@ -336,7 +373,7 @@ impl<V, S> CacheBuilder<V, S> {
                 load_wait_timeout: self.load_wait_timeout,
                 observer: self.observer,
                 freshness: FreshConfig {
-                    header: self.fresh_for.is_some() || self.negative_ttl.is_some(),
+                    header: self.fresh_for.is_some() || self.negative_ttl.is_some() || self.tagged,
                     fresh_for: self.fresh_for,
                     negative_ttl: self.negative_ttl.or(self.fresh_for).or(self.default_ttl),
                     jitter: self
@@ -353,6 +390,7 @@ impl<V, S> CacheBuilder<V, S> {
                     refresh_slots: Arc::new(tokio::sync::Semaphore::new(self.max_refreshes)),
                     throttled: Mutex::default(),
                 },
+                tagged: self.tagged,
                 #[cfg(feature = "conformance")]
                 planted: self.planted,
             }),
@@ -377,6 +415,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             jitter_seed: None,
             retry_after: DEFAULT_REFRESH_RETRY_AFTER,
             max_refreshes: DEFAULT_MAX_BACKGROUND_REFRESHES,
+            tagged: false,
             #[cfg(feature = "conformance")]
             planted: None,
             value: PhantomData,
@@ -415,12 +454,14 @@ impl<V: Send + Sync + 'static> Cache<V> {
 
     /// What is stored under `key`, decoded, without reporting decode errors: callers do.
     pub(crate) async fn get_stored(&self, key: &str) -> Result<Option<Stored<V>>> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let stored = self.inner.backend.get(&full_key).await;
-        match stored.map_err(|error| self.callers_key(error))? {
-            Some(bytes) => self.decode_stored(key, bytes).map(Some),
-            None => Ok(None),
-        }
+        let stored = match stored.map_err(|error| self.callers_key(error))? {
+            Some(bytes) => self.decode_stored(key, bytes)?,
+            None => return Ok(None),
+        };
+        let current = self.tags_current(&[&stored]).await?;
+        Ok(current[0].then_some(stored))
     }
 
     /// The values of the present keys among `keys`, by the caller's key (without the prefix), in
@@ -432,8 +473,8 @@ impl<V: Send + Sync + 'static> Cache<V> {
     ) -> Result<HashMap<String, V>> {
         let full_keys = keys
             .into_iter()
-            .map(|key| self.full_key(key.as_ref()).into_owned())
-            .collect();
+            .map(|key| Ok(self.full_key(key.as_ref())?.into_owned()))
+            .collect::<Result<_>>()?;
         let as_miss = self.inner.decode_policy == DecodePolicy::Miss;
         let found = self.get_many_stored(full_keys, as_miss).await?;
         Ok(found
@@ -489,7 +530,13 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 }
             }
         }
-        Ok(found)
+        let stored: Vec<&Stored<V>> = found.iter().map(|(_, stored)| stored).collect();
+        let current = self.tags_current(&stored).await?;
+        Ok(found
+            .into_iter()
+            .zip(current)
+            .filter_map(|(found, current)| current.then_some(found))
+            .collect())
     }
 
     /// Writes `value` under `key` with the default TTL.
@@ -501,8 +548,15 @@ impl<V: Send + Sync + 'static> Cache<V> {
     /// [`SetOptions::if_not_exists`] can make it `false`).
     pub async fn set_with(&self, key: &str, value: &V, options: SetOptions) -> Result<bool> {
         let ttl = self.jittered(options.resolve_ttl(self.inner.default_ttl));
-        self.write(key, Some(value), ttl, None, options.condition)
-            .await
+        self.write(
+            key,
+            Some(value),
+            ttl,
+            None,
+            options.condition,
+            &options.tags,
+        )
+        .await
     }
 
     /// Writes `value` (or, for `None`, a negative entry) with `ttl`, and with `fresh_for` or the
@@ -514,12 +568,29 @@ impl<V: Send + Sync + 'static> Cache<V> {
         ttl: Option<Duration>,
         fresh_for: Option<Duration>,
         condition: Condition,
+        tags: &[String],
     ) -> Result<bool> {
-        let bytes = self.encode_stored(key, value, ttl, fresh_for)?;
-        self.inner
+        let full_key = self.full_key(key)?;
+        // The versions are read before the write: an invalidation that lands in between makes
+        // this entry absent, as it must.
+        let stamped = self.stamp(tags).await?;
+        let bytes = self.encode_stored(key, value, ttl, fresh_for, &stamped)?;
+        let written = self
+            .inner
             .backend
-            .set(&self.full_key(key), bytes, ttl, condition)
-            .await
+            .set(&full_key, bytes, ttl, condition)
+            .await?;
+        if self.planted(FacadeBug::StampAtWriteEnd) && !stamped.is_empty() {
+            let now = self.stamp(tags).await?;
+            if now != stamped {
+                let bytes = self.encode_stored(key, value, ttl, fresh_for, &now)?;
+                self.inner
+                    .backend
+                    .set(&full_key, bytes, ttl, condition)
+                    .await?;
+            }
+        }
+        Ok(written)
     }
 
     /// Writes every item with the default TTL, atomically and in one round trip. Every value is
@@ -550,25 +621,27 @@ impl<V: Send + Sync + 'static> Cache<V> {
             });
         }
         let ttl = self.jittered(options.resolve_ttl(self.inner.default_ttl));
+        let items: Vec<(K, B)> = items.into_iter().collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let stamped = self.stamp(&options.tags).await?;
         let entries = items
-            .into_iter()
+            .iter()
             .map(|(key, value)| {
                 let key = key.as_ref();
                 Ok((
-                    self.full_key(key).into_owned(),
-                    self.encode_stored(key, Some(value.borrow()), ttl, None)?,
+                    self.full_key(key)?.into_owned(),
+                    self.encode_stored(key, Some(value.borrow()), ttl, None, &stamped)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        if entries.is_empty() {
-            return Ok(());
-        }
         self.inner.backend.set_many(entries, ttl).await
     }
 
     /// Removes `key`; returns whether it was present.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        self.inner.backend.delete(&self.full_key(key)).await
+        self.inner.backend.delete(&self.full_key(key)?).await
     }
 
     /// Removes `keys` in one round trip; returns how many distinct keys were present.
@@ -578,38 +651,41 @@ impl<V: Send + Sync + 'static> Cache<V> {
     ) -> Result<u64> {
         let full_keys: Vec<String> = keys
             .into_iter()
-            .map(|key| self.full_key(key.as_ref()).into_owned())
-            .collect();
+            .map(|key| Ok(self.full_key(key.as_ref())?.into_owned()))
+            .collect::<Result<_>>()?;
         if full_keys.is_empty() {
             return Ok(0);
         }
         self.inner.backend.delete_many(&full_keys).await
     }
 
-    /// Whether `key` is present and not expired. A negative entry does not count: in a cache
-    /// that writes entry headers this reads the entry (its header, not the value's decode)
+    /// Whether `key` is present and not expired. A negative entry, or one whose tags were
+    /// invalidated, does not count: in a cache that writes entry headers this reads the entry
     /// instead of asking the store for presence alone.
     pub async fn contains(&self, key: &str) -> Result<bool> {
-        let full_key = self.full_key(key);
         if !self.inner.freshness.header {
-            return self.inner.backend.contains(&full_key).await;
+            return self.inner.backend.contains(&self.full_key(key)?).await;
         }
-        Ok(match self.inner.backend.get(&full_key).await? {
-            None => false,
-            // Bytes that are no header are present all the same, as in a cache without one.
-            Some(bytes) => header::decode(&bytes).map_or(true, |(header, _)| !header.negative),
-        })
+        match self.get_stored(key).await {
+            Ok(stored) => Ok(stored.is_some_and(|stored| stored.value.is_some())),
+            // Bytes that do not decode are present all the same, as in a cache without a header.
+            Err(Error::Decode { .. }) => Ok(true),
+            Err(error) => Err(error),
+        }
     }
 
     /// Changes the expiry of a present key: `Some(d)` expires it after `d`, `None` makes it
     /// eternal. Returns whether the key was present.
     pub async fn expire_in(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        self.inner.backend.expire_in(&self.full_key(key), ttl).await
+        self.inner
+            .backend
+            .expire_in(&self.full_key(key)?, ttl)
+            .await
     }
 
     /// The expiry of `key`: `None` if absent, else [`Ttl::Eternal`] or [`Ttl::Remaining`].
     pub async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
-        self.inner.backend.ttl(&self.full_key(key)).await
+        self.inner.backend.ttl(&self.full_key(key)?).await
     }
 
     /// Removes every key of this cache (those under its prefix) and nothing else; returns how many
@@ -623,9 +699,24 @@ impl<V: Send + Sync + 'static> Cache<V> {
         self.inner.backend.close().await
     }
 
-    /// The store's key for `key`. Without a prefix it is the caller's key itself, borrowed, so
-    /// that single-key calls allocate nothing for it.
-    pub(crate) fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+    /// The store's key for the caller's `key`, which must not reach into the space a tagged
+    /// cache keeps its tag versions in.
+    pub(crate) fn full_key<'k>(&self, key: &'k str) -> Result<Cow<'k, str>> {
+        if self.inner.tagged
+            && key.starts_with(crate::tags::TAG_MARK)
+            && !self.planted(FacadeBug::ReservedKeysReachable)
+        {
+            return Err(Error::invalid_key(
+                key,
+                "keys starting with U+FFFF hold the tag versions of a tagged cache",
+            ));
+        }
+        Ok(self.store_key(key))
+    }
+
+    /// The store's key for `key`, checked already. Without a prefix it is the caller's key
+    /// itself, borrowed, so that single-key calls allocate nothing for it.
+    pub(crate) fn store_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
         if self.inner.prefix.is_empty() {
             return Cow::Borrowed(key);
         }
@@ -670,6 +761,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         value: Option<&V>,
         ttl: Option<Duration>,
         fresh_for: Option<Duration>,
+        tags: &[(String, u64)],
     ) -> Result<Bytes> {
         let payload = match value {
             Some(value) => self
@@ -705,7 +797,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             fresh_until_ms,
             expires_at_ms,
             negative: value.is_none(),
-            tags: Vec::new(),
+            tags: tags.to_vec(),
         };
         header::encode(&header, &payload).map_err(|source| Error::Encode {
             key: key.to_owned(),

@@ -72,6 +72,7 @@ pub struct Loaded<V> {
     pub(crate) value: Option<V>,
     pub(crate) ttl: Option<Duration>,
     pub(crate) fresh_for: Option<Duration>,
+    pub(crate) tags: Vec<String>,
 }
 
 impl<V> Loaded<V> {
@@ -81,6 +82,7 @@ impl<V> Loaded<V> {
             value: Some(value),
             ttl: None,
             fresh_for: None,
+            tags: Vec::new(),
         }
     }
 
@@ -91,12 +93,25 @@ impl<V> Loaded<V> {
             value: None,
             ttl: None,
             fresh_for: None,
+            tags: Vec::new(),
         }
     }
 
     /// The TTL to store this answer with, instead of the cache's.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Stores the value under `tags` (see [`SetOptions::tags`](crate::SetOptions::tags)); needs a
+    /// cache built with [`CacheBuilder::tagged`](crate::CacheBuilder::tagged). A "not found" is
+    /// stored untagged.
+    pub fn tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
         self
     }
 
@@ -183,7 +198,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// per key for all callers, as in [`Cache::get_or_insert_with`]). `None`: the source has no
     /// such value, now or in a negative entry.
     ///
-    /// A background refresh runs on the Tokio runtime of the caller, which does not wait for it;
+    /// The loader is `Send + 'static` because a stale read hands it to a background task: move
+    /// what it needs into it. A background refresh runs on the Tokio runtime of the caller, which
+    /// does not wait for it (without a Tokio runtime, stale values are served unrefreshed);
     /// at most [`max_background_refreshes`](crate::CacheBuilder::max_background_refreshes) run
     /// at once, and a stale read past that serves its value without one. A refresh that fails,
     /// or finds nothing, keeps the stale value served until its TTL (fail-safe), reports the
@@ -249,7 +266,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         L: Into<Loaded<V>>,
         E: Into<BoxError>,
     {
-        let full_key = self.full_key(key).into_owned();
+        let full_key = self.full_key(key)?.into_owned();
         self.refuse_reentrant_load(key, &full_key)?;
         let guard = loop {
             match self.inner.flights.join(&full_key) {
@@ -302,8 +319,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             .collect();
         let full_keys = asked
             .iter()
-            .map(|key| self.full_key(key).into_owned())
-            .collect();
+            .map(|key| Ok(self.full_key(key)?.into_owned()))
+            .collect::<Result<_>>()?;
         let as_miss = self.inner.decode_policy != DecodePolicy::Fail;
         let mut found = HashMap::with_capacity(asked.len());
         let mut present = HashSet::with_capacity(asked.len());
@@ -370,8 +387,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 .ttl
                 .filter(|_| !self.planted(FacadeBug::LoaderTtlIgnored));
             let ttl = self.jittered(own_ttl.or(self.inner.default_ttl));
+            let tags: &[String] = if self.planted(FacadeBug::LoaderTagsIgnored) {
+                &[]
+            } else {
+                &loaded.tags
+            };
             return self
-                .write(key, Some(value), ttl, loaded.fresh_for, Condition::Always)
+                .write(
+                    key,
+                    Some(value),
+                    ttl,
+                    loaded.fresh_for,
+                    Condition::Always,
+                    tags,
+                )
                 .await
                 .map(drop);
         }
@@ -396,9 +425,16 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if !self.inner.freshness.header || self.planted(FacadeBug::NegativeNotRemembered) {
             return Ok(());
         }
-        self.write(key, None, self.jittered(Some(ttl)), None, Condition::Always)
-            .await
-            .map(drop)
+        self.write(
+            key,
+            None,
+            self.jittered(Some(ttl)),
+            None,
+            Condition::Always,
+            &[],
+        )
+        .await
+        .map(drop)
     }
 
     /// Starts a background refresh of the stale `key`, unless one runs already, the key's last
@@ -413,7 +449,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let Some((runtime, permit)) = self.refresh_slot(std::slice::from_ref(&key)) else {
             return;
         };
-        let full_key = self.full_key(key).into_owned();
+        let full_key = self.store_key(key).into_owned();
         let flight = if self.planted(FacadeBug::RefreshPerReader) {
             format!("{full_key}\0{}", fastrand::u64(..))
         } else {
@@ -500,7 +536,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let mut leaders = Vec::new();
         let mut waiting = Vec::new();
         for key in keys {
-            let full_key = self.full_key(&key).into_owned();
+            let full_key = self.full_key(&key)?.into_owned();
             self.refuse_reentrant_load(&key, &full_key)?;
             match self.inner.flights.join(&full_key) {
                 Role::Leader(guard) => leaders.push((key, full_key, guard)),
@@ -554,7 +590,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     fn lead_many(&self, keys: Vec<String>) -> Vec<(String, String, LeaderGuard<Option<V>>)> {
         keys.into_iter()
             .filter_map(|key| {
-                let full_key = self.full_key(&key).into_owned();
+                let full_key = self.store_key(&key).into_owned();
                 match self.inner.flights.join(&full_key) {
                     Role::Leader(guard) => Some((key, full_key, guard)),
                     Role::Waiter(_) => None,
@@ -615,7 +651,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let loaded: Loaded<V> = answers
                 .remove(&key)
                 .map_or_else(Loaded::not_found, Into::into);
-            if let (Some(value), None, None) = (&loaded.value, loaded.ttl, loaded.fresh_for) {
+            let plain =
+                loaded.ttl.is_none() && loaded.fresh_for.is_none() && loaded.tags.is_empty();
+            if let (Some(value), true) = (&loaded.value, plain) {
                 self.unthrottle(&key);
                 batch.push((key.clone(), value.clone()));
             } else if let Err(error) = self.store_loaded(&key, &loaded, mode).await {
@@ -654,7 +692,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     fn is_throttled(&self, key: &str) -> bool {
-        let full_key = self.full_key(key);
+        let full_key = self.store_key(key);
         let throttled = self
             .inner
             .freshness
@@ -684,7 +722,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if throttled.len() >= 1024 {
             throttled.retain(|_, until| now < *until);
         }
-        throttled.insert(self.full_key(key).into_owned(), until);
+        throttled.insert(self.store_key(key).into_owned(), until);
     }
 
     fn unthrottle(&self, key: &str) {
@@ -695,7 +733,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if !throttled.is_empty() {
-            throttled.remove(self.full_key(key).as_ref());
+            throttled.remove(self.store_key(key).as_ref());
         }
     }
 }

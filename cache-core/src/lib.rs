@@ -12,6 +12,7 @@ mod planted;
 pub mod raw;
 mod serializer;
 mod single_flight;
+mod tags;
 pub mod testing;
 
 #[cfg(feature = "conformance")]

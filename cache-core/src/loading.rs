@@ -127,7 +127,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         R: FnOnce() -> Fut,
         Fut: Future<Output = Landed<V>>,
     {
-        let full_key = self.full_key(key).into_owned();
+        let full_key = self.full_key(key)?.into_owned();
         self.refuse_reentrant_load(key, &full_key)?;
         let guard = loop {
             match self.inner.flights.join(&full_key) {

@@ -15,11 +15,12 @@ use crate::Condition;
 /// let forever = SetOptions::new().no_ttl();
 /// # let _ = (once_for_a_minute, forever);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct SetOptions {
     pub(crate) ttl: TtlChoice,
     pub(crate) condition: Condition,
+    pub(crate) tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +53,19 @@ impl SetOptions {
     /// Write only if the key is absent (or expired). Atomic in every store.
     pub fn if_not_exists(mut self) -> Self {
         self.condition = Condition::IfNotExists;
+        self
+    }
+
+    /// Writes the entry under `tags`: [`Cache::invalidate_tags`](crate::Cache::invalidate_tags)
+    /// of any of them makes it absent. Needs a cache built with
+    /// [`CacheBuilder::tagged`](crate::CacheBuilder::tagged); others answer
+    /// [`Error::Unsupported`](crate::Error::Unsupported). Duplicates count once.
+    pub fn tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
         self
     }
 

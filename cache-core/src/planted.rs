@@ -32,4 +32,17 @@ pub enum FacadeBug {
     JitterLengthens,
     /// An entry whose header does not parse reads as absent.
     BadHeaderIsAbsent,
+    /// Reads never compare tag versions.
+    TagsNotChecked,
+    /// A tag without a stored version counts as version 0, and invalidating deletes it.
+    MissingTagIsVersionZero,
+    /// A write re-reads the tag versions after it lands and, finding them changed, writes the
+    /// entry again under the new ones "to keep it valid".
+    StampAtWriteEnd,
+    /// Tag versions kept outside the cache's prefix (`tag/{tag}`, as pomdapi does).
+    TagKeysOutsidePrefix,
+    /// User keys may reach the tag versions' space.
+    ReservedKeysReachable,
+    /// The tags a loader returns with its value are dropped.
+    LoaderTagsIgnored,
 }

@@ -56,4 +56,10 @@ bug_tests! {
     batch_loader_per_key: BatchLoaderPerKey => batch_loader_runs_once_for_all_misses;
     jitter_lengthens: JitterLengthens => jitter_spreads_ttls_within_its_fraction;
     bad_header_absent: BadHeaderIsAbsent => entry_without_a_valid_header_is_a_decode_error;
+    tags_not_checked: TagsNotChecked => invalidating_any_tag_of_an_entry_removes_it_for_every_read;
+    missing_tag_as_version_zero: MissingTagIsVersionZero => a_lost_tag_version_never_revives_its_entries;
+    stamp_at_write_end: StampAtWriteEnd => a_write_racing_an_invalidation_never_survives_it;
+    tag_keys_outside_prefix: TagKeysOutsidePrefix => invalidating_any_tag_of_an_entry_removes_it_for_every_read;
+    reserved_keys_reachable: ReservedKeysReachable => user_keys_cannot_reach_tag_versions;
+    loader_tags_ignored: LoaderTagsIgnored => loaders_may_tag_their_values;
 }

@@ -12,7 +12,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
-    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
+    Arg, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
     RedisError, RedisFuture, RedisResult, Value,
 };
 
@@ -118,22 +118,39 @@ impl Connection {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let mut pipeline = Pipeline::with_capacity(commands.len() + 1);
-        pipeline.cmd("ASKING");
-        for command in commands.cmd_iter() {
+        // `ASKING` lets the one command after it in: a pipeline of several plain commands (a
+        // `get_many`'s `MGET` and `EXISTS`) needs one before each. A transaction takes one before
+        // its `MULTI`, as it always did.
+        let transaction = commands
+            .cmd_iter()
+            .any(|command| matches!(command.args_iter().next(), Some(Arg::Simple(name)) if name.eq_ignore_ascii_case(b"MULTI")));
+        let mut pipeline = Pipeline::with_capacity(commands.len() * 2);
+        let mut asking = Vec::with_capacity(commands.len() * 2);
+        for (at, command) in commands.cmd_iter().enumerate() {
+            if at == 0 || !transaction {
+                pipeline.cmd("ASKING");
+                asking.push(true);
+            }
             pipeline.add_command(command.clone());
+            asking.push(false);
         }
         let count = pipeline.len();
         let route = SingleNodeRoutingInfo::ByAddress { host, port };
-        let mut replies = cluster.route_pipeline(pipeline, 0, count, route).await?;
-        if replies.is_empty() {
+        let replies = cluster.route_pipeline(pipeline, 0, count, route).await?;
+        if replies.len() != asking.len() {
             return Err(RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
-                "no reply to ASKING",
+                "a reply per command and ASKING",
             )));
         }
-        replies.remove(0).extract_error()?;
-        replies.into_iter().map(Value::extract_error).collect()
+        let mut answers = Vec::with_capacity(commands.len());
+        for (reply, asking) in replies.into_iter().zip(asking) {
+            let reply = reply.extract_error()?;
+            if !asking {
+                answers.push(reply);
+            }
+        }
+        Ok(answers)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod loading;
 pub mod neighbours;
 pub mod paths;
 pub mod round_trip;
+pub mod tags;
 pub mod ttl;
 pub mod whole_store;
 
@@ -161,6 +162,15 @@ macro_rules! __conformance_case_list {
             (freshness::cancelled_readers_neither_stop_a_refresh_nor_block_a_load)
             (freshness::jitter_spreads_ttls_within_its_fraction)
             (freshness::entry_without_a_valid_header_is_a_decode_error)
+            (tags::invalidating_any_tag_of_an_entry_removes_it_for_every_read)
+            (tags::invalidation_costs_calls_independent_of_the_entries)
+            (tags::a_write_racing_an_invalidation_never_survives_it)
+            (tags::invalidation_is_seen_by_a_second_handle)
+            (tags::clear_removes_tag_state)
+            (tags::user_keys_cannot_reach_tag_versions)
+            (tags::loaders_may_tag_their_values)
+            (tags::a_lost_tag_version_never_revives_its_entries)
+            (tags::tags_need_a_tagged_cache)
         }
     };
 }
