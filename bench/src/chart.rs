@@ -212,6 +212,7 @@ mod tests {
                     raw_name: "moka",
                     peer_name: None,
                     server: None,
+                    note: None,
                     ops,
                 },
             },

@@ -20,7 +20,9 @@ OPTIONS:
                    postgres-logged, postgres-unlogged, and the Observe layer's rows:
                    memory-tracing, memory-metrics, sqlite-tracing, sqlite-metrics
                    (observe: all four); and freshness's rows: memory-fresh,
-                   memory-stale, sqlite-fresh, sqlite-stale (freshness: all four)
+                   memory-stale, sqlite-fresh, sqlite-stale (freshness: all four); and
+                   the tags rows: memory-tags1, memory-tags5 and the same for sqlite,
+                   redis and postgres (tags: all eight)
     --ops LIST     run only these operations: get, set, get_many, set_many, get64
     --calls N      every slice makes N calls instead of running for a time (for profilers
                    such as callgrind, which slow calls too much for time slices)
@@ -33,7 +35,7 @@ ENVIRONMENT:
 ";
 
 /// The stores, as `--only` names them.
-pub const STORE_NAMES: [&str; 13] = [
+pub const STORE_NAMES: [&str; 21] = [
     "memory",
     "memory-tracing",
     "memory-metrics",
@@ -44,9 +46,17 @@ pub const STORE_NAMES: [&str; 13] = [
     "sqlite-metrics",
     "sqlite-fresh",
     "sqlite-stale",
+    "memory-tags1",
+    "memory-tags5",
+    "sqlite-tags1",
+    "sqlite-tags5",
     "redis",
     "postgres-logged",
     "postgres-unlogged",
+    "redis-tags1",
+    "redis-tags5",
+    "postgres-tags1",
+    "postgres-tags5",
 ];
 
 /// Parsed options.
@@ -140,12 +150,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         stores.extend(["postgres-logged", "postgres-unlogged"]);
                         continue;
                     }
+                    if name == "tags" {
+                        stores.extend(STORE_NAMES.iter().filter(|store| store.contains("-tags")));
+                        continue;
+                    }
                     if name == "freshness" {
                         stores.extend([
                             "memory-fresh",
                             "memory-stale",
                             "sqlite-fresh",
                             "sqlite-stale",
+                            "memory-tags1",
+                            "memory-tags5",
+                            "sqlite-tags1",
+                            "sqlite-tags5",
                         ]);
                         continue;
                     }
@@ -163,7 +181,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         .find(|known| **known == name)
                         .ok_or_else(|| {
                             format!(
-                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness)",
+                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness, tags)",
                                 STORE_NAMES.join(", ")
                             )
                         })?;

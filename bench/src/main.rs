@@ -38,7 +38,7 @@ pub type BenchResult<T> = Result<T, BenchError>;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The stores in table order: the `--only` name, the table name.
-const STORES: [(&str, &str); 13] = [
+const STORES: [(&str, &str); 21] = [
     ("memory", "memory"),
     ("memory-tracing", "memory + Observe(tracing)"),
     ("memory-metrics", "memory + Observe(metrics)"),
@@ -49,9 +49,17 @@ const STORES: [(&str, &str); 13] = [
     ("sqlite-metrics", "sqlite + Observe(metrics)"),
     ("sqlite-fresh", "sqlite + fresh_for, fresh hits"),
     ("sqlite-stale", "sqlite + fresh_for, stale hits"),
+    ("memory-tags1", "memory + 1 tag"),
+    ("memory-tags5", "memory + 5 tags"),
+    ("sqlite-tags1", "sqlite + 1 tag"),
+    ("sqlite-tags5", "sqlite + 5 tags"),
     ("redis", "redis"),
     ("postgres-logged", "postgres (logged)"),
     ("postgres-unlogged", "postgres (unlogged)"),
+    ("redis-tags1", "redis + 1 tag"),
+    ("redis-tags5", "redis + 5 tags"),
+    ("postgres-tags1", "postgres (unlogged) + 1 tag"),
+    ("postgres-tags5", "postgres (unlogged) + 5 tags"),
 ];
 
 fn main() -> ExitCode {
@@ -159,6 +167,7 @@ async fn run(options: Options) -> BenchResult<bool> {
                     peer,
                     cleanup,
                     server,
+                    note,
                 } = bench;
                 let contenders = Contenders {
                     facade: facade.as_ref(),
@@ -175,6 +184,7 @@ async fn run(options: Options) -> BenchResult<bool> {
                         raw_name,
                         peer_name: peer.map(|peer| peer.name),
                         server,
+                        note,
                         ops,
                     },
                     Err(error) => {

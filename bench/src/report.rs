@@ -106,6 +106,8 @@ pub enum Outcome {
         peer_name: Option<&'static str>,
         /// The server's version, for server stores.
         server: Option<String>,
+        /// A measurement of the store's own, for the legend.
+        note: Option<String>,
         /// One entry per operation.
         ops: Vec<OpResult>,
     },
@@ -363,6 +365,7 @@ pub fn markdown(
             raw_name,
             peer_name,
             server,
+            note,
             ops,
         } = &store.outcome
         {
@@ -372,6 +375,9 @@ pub fn markdown(
             }
             if let Some(server) = server {
                 let _ = write!(out, "; server: {server}");
+            }
+            if let Some(note) = note {
+                let _ = write!(out, "; {note}");
             }
             let misses: u64 = ops.iter().map(OpResult::misses).sum();
             if misses > 0 {

@@ -16,14 +16,15 @@ use crate::servers::Kind;
 use crate::services::{self, Provided};
 
 /// The steps in order, for the `[n/N]` progress count.
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 13] = [
     "fmt",
     "clippy",
     "clippy (no TLS)",
     "doc",
     "quickstart",
     "observe example",
-    "seed examples",
+    "atproto example",
+    "pomdapi example",
     "servers",
     "test",
     "test (memory only)",
@@ -86,8 +87,13 @@ pub fn run() -> Result<()> {
     );
     // Each seed system's API rebuilt on cachette; each asserts what it shows.
     run.cargo(
-        "seed examples",
+        "atproto example",
         &["run", "--example", "atproto_did_cache"],
+        &[],
+    );
+    run.cargo(
+        "pomdapi example",
+        &["run", "--example", "pomdapi_cache"],
         &[],
     );
     let servers = run.step(

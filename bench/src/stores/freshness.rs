@@ -137,6 +137,7 @@ pub async fn setup(store: &str, hits: Hits, workload: &SharedWorkload) -> BenchR
         peer: None,
         cleanup,
         server: None,
+        note: None,
     };
     bench.facade.preload().await?;
     bench.raw.preload().await?;

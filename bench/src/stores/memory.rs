@@ -40,6 +40,7 @@ pub async fn setup(workload: &SharedWorkload) -> BenchResult<StoreBench> {
         }),
         cleanup: no_cleanup(),
         server: None,
+        note: None,
     };
     bench.facade.preload().await?;
     bench.raw.preload().await?;

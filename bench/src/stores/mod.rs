@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod tags;
 
 /// A store ready to be timed: its contenders, already preloaded, and how to clean up after it.
 pub struct StoreBench {
@@ -36,6 +37,8 @@ pub struct StoreBench {
     pub cleanup: Cleanup,
     /// The server's version line, for the report.
     pub server: Option<String>,
+    /// A measurement of the store's own beside the table, for the report's legend.
+    pub note: Option<String>,
 }
 
 /// A peer library and its contender.
@@ -75,6 +78,46 @@ pub async fn open_local(store: &str, purpose: &str) -> BenchResult<(Arc<dyn Back
         closing.close().await?;
         drop(closing);
         drop(directory);
+        Ok(())
+    });
+    Ok((backend, cleanup))
+}
+
+/// Any store for rows that compare two facades over one store: an in-process one from
+/// [`open_local`], or the Redis or PostgreSQL server the environment names; the clean-up removes
+/// this run's keys from a server.
+async fn open_any(store: &str) -> Result<(Arc<dyn Backend>, Cleanup), Outcome> {
+    let opened: BenchResult<Arc<dyn Backend>> = match store {
+        "memory" | "sqlite" => {
+            return open_local(store, "cachette-bench-tags")
+                .await
+                .map_err(failed);
+        }
+        #[cfg(feature = "redis")]
+        "redis" => cache_redis::RedisBackend::open(&env_url(REDIS_URL)?)
+            .await
+            .map(|backend| Arc::new(backend) as Arc<dyn Backend>)
+            .map_err(Into::into),
+        #[cfg(feature = "postgres")]
+        "postgres" => cache_postgres::PostgresBackend::open(&env_url(POSTGRES_URL)?)
+            .await
+            .map(|backend| Arc::new(backend) as Arc<dyn Backend>)
+            .map_err(Into::into),
+        other => {
+            return Err(Outcome::NotBuilt {
+                feature: if other == "redis" {
+                    "redis"
+                } else {
+                    "postgres"
+                },
+            });
+        }
+    };
+    let backend = opened.map_err(failed)?;
+    let closing = Arc::clone(&backend);
+    let cleanup: Cleanup = Box::pin(async move {
+        closing.clear_prefix(&run_prefix()).await?;
+        closing.close().await?;
         Ok(())
     });
     Ok((backend, cleanup))
@@ -258,6 +301,17 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
                 return Err(Outcome::NotBuilt { feature });
             }
             freshness::setup(store, hits, workload)
+                .await
+                .map_err(failed)
+        }
+        tagged if tagged.contains("-tags") => {
+            let (store, count) = match tagged.split_once("-tags") {
+                Some((store, "5")) => (store, 5),
+                Some((store, _)) => (store, 1),
+                None => (tagged, 1),
+            };
+            let (backend, cleanup) = open_any(store).await?;
+            tags::setup(backend, store == "memory", count, cleanup, workload)
                 .await
                 .map_err(failed)
         }

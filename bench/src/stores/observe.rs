@@ -72,6 +72,7 @@ pub async fn setup(
         peer: None,
         cleanup,
         server: None,
+        note: None,
     };
     bench.facade.preload().await?;
     bench.raw.preload().await?;

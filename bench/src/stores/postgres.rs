@@ -81,6 +81,7 @@ pub async fn setup(
             Ok(())
         }),
         server: server.map(|version| format!("{version}, {kind} table")),
+        note: None,
     };
     bench.facade.preload().await?;
     bench.raw.preload().await?;

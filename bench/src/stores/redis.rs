@@ -42,6 +42,7 @@ pub async fn setup(url: &str, workload: &SharedWorkload) -> BenchResult<StoreBen
             Ok(())
         }),
         server,
+        note: None,
     };
     bench.facade.preload().await?;
     bench.raw.preload().await?;

@@ -63,6 +63,7 @@ pub async fn setup(workload: &SharedWorkload) -> BenchResult<StoreBench> {
             Ok(())
         }),
         server: Some(format!("SQLite {} (bundled), WAL", rusqlite::version())),
+        note: None,
     };
     bench.facade.preload().await?;
     bench.raw.preload().await?;
