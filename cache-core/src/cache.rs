@@ -121,6 +121,8 @@ impl<V> fmt::Debug for Cache<V> {
             .field("decode_policy", &self.inner.decode_policy)
             .field("load_wait_timeout", &self.inner.load_wait_timeout)
             .field("observed", &self.inner.observer.is_some())
+            .field("fresh_for", &self.inner.freshness.fresh_for)
+            .field("tagged", &self.inner.tagged)
             .finish()
     }
 }
