@@ -203,7 +203,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// does not wait for it (without a Tokio runtime, stale values are served unrefreshed);
     /// at most [`max_background_refreshes`](crate::CacheBuilder::max_background_refreshes) run
     /// at once, and a stale read past that serves its value without one. A refresh that fails,
-    /// or finds nothing, keeps the stale value served until its TTL (fail-safe), reports the
+    /// finds nothing or panics keeps the stale value served until its TTL (fail-safe), reports the
     /// failure to the observer (and as a `tracing` warning), and holds back the key's next
     /// refresh for [`refresh_retry_after`](crate::CacheBuilder::refresh_retry_after). A load of
     /// an absent key that fails returns [`Error::Load`] and caches nothing.
@@ -459,16 +459,60 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             return;
         };
         let cache = self.clone();
-        let key = key.to_owned();
+        let owned = key.to_owned();
+        let work = async move {
+            cache
+                .lead(&owned, full_key, guard, LoadKind::Refresh, || {
+                    cache.load_and_store(&owned, loader, Mode::Background)
+                })
+                .await
+        };
+        self.spawn_refresh(runtime, permit, vec![key.to_owned()], work);
+    }
+
+    /// Runs the background refresh `work` of `keys` as a task of its own, watched by another
+    /// that holds the refresh slot: a loader that panics then ends as a failed refresh (the
+    /// stale values stay, the keys are held back, the failure is reported) rather than as a lost
+    /// task that the next stale read starts again at once.
+    fn spawn_refresh<T: Send + 'static>(
+        &self,
+        runtime: tokio::runtime::Handle,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        keys: Vec<String>,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) {
+        let cache = self.clone();
+        let watched = runtime.spawn(work);
         runtime.spawn(async move {
             let _permit = permit;
-            let refreshed = cache
-                .lead(&key, full_key, guard, LoadKind::Refresh, || {
-                    cache.load_and_store(&key, loader, Mode::Background)
-                })
-                .await;
-            if let Err(error) = refreshed {
-                warn_refresh_failed(&error);
+            let started = Instant::now();
+            match watched.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => warn_refresh_failed(&error),
+                Err(ended) if ended.is_panic() => {
+                    let source: Arc<dyn std::error::Error + Send + Sync> =
+                        Arc::from(BoxError::from("the loader panicked"));
+                    for key in keys {
+                        if !cache.planted(FacadeBug::PanickedRefreshNotThrottled) {
+                            cache.throttle(&key);
+                        }
+                        let error = Error::Load {
+                            key,
+                            source: Arc::clone(&source),
+                        };
+                        let key = error.key().unwrap_or_default();
+                        cache.report_load(
+                            key,
+                            LoadKind::Refresh,
+                            started.elapsed(),
+                            Some(&error),
+                            false,
+                        );
+                        warn_refresh_failed(&error);
+                    }
+                }
+                // Cancelled: the runtime is shutting down.
+                Err(_) => {}
             }
         });
     }
@@ -508,16 +552,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if leaders.is_empty() {
             return;
         }
+        let keys = leaders.iter().map(|(key, _, _)| key.clone()).collect();
         let cache = self.clone();
-        runtime.spawn(async move {
-            let _permit = permit;
-            if let Err(error) = cache
+        let work = async move {
+            cache
                 .run_many(leaders, loader, Mode::Background, LoadKind::Refresh)
                 .await
-            {
-                warn_refresh_failed(&error);
-            }
-        });
+        };
+        self.spawn_refresh(runtime, permit, keys, work);
     }
 
     /// Loads the absent `keys`: one call of `loader` for those no other caller is loading, and a

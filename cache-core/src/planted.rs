@@ -45,4 +45,7 @@ pub enum FacadeBug {
     ReservedKeysReachable,
     /// The tags a loader returns with its value are dropped.
     LoaderTagsIgnored,
+    /// A background refresh whose loader panics is not held back, so the next stale read runs
+    /// the panicking loader again.
+    PanickedRefreshNotThrottled,
 }

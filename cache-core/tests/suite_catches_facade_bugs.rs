@@ -62,4 +62,5 @@ bug_tests! {
     tag_keys_outside_prefix: TagKeysOutsidePrefix => invalidating_any_tag_of_an_entry_removes_it_for_every_read;
     reserved_keys_reachable: ReservedKeysReachable => user_keys_cannot_reach_tag_versions;
     loader_tags_ignored: LoaderTagsIgnored => loaders_may_tag_their_values;
+    panicking_refresh_retried: PanickedRefreshNotThrottled => panicking_refresh_is_a_failed_one;
 }

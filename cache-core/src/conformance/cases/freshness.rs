@@ -303,6 +303,69 @@ pub async fn failed_refresh_keeps_the_stale_value_and_throttles_retries(ctx: Ctx
     }
 }
 
+/// A background refresh whose loader panics is a failed refresh: the stale value stays served,
+/// the caller never sees the panic, and the key's next refresh waits like after any failure.
+pub async fn panicking_refresh_is_a_failed_one(ctx: Ctx) -> Result<()> {
+    const FRESH: Duration = Duration::from_millis(50);
+    let failed = Arc::new(AtomicUsize::new(0));
+    let cache = ctx
+        .builder::<Doc>()
+        .default_ttl(LONG_TTL)
+        .fresh_for(FRESH)
+        .refresh_retry_after(Duration::from_secs(60))
+        .observe(FailedRefreshes(Arc::clone(&failed)))
+        .build();
+    write_stale(&cache, "k", &doc(1), FRESH).await?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let panicking = |calls: Arc<AtomicUsize>| {
+        move || async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            panicking_source()
+        }
+    };
+    assert_eq!(
+        cache
+            .get_or_refresh("k", panicking(Arc::clone(&calls)))
+            .await?,
+        Some(doc(1))
+    );
+    // The failed refresh is reported once the key is held back.
+    count_reaches(&failed, 1, "the report of the panicked refresh").await;
+    for _ in 0..3 {
+        assert_eq!(
+            cache
+                .get_or_refresh("k", panicking(Arc::clone(&calls)))
+                .await?,
+            Some(doc(1)),
+            "the stale value stays served"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a panicking loader ran again before refresh_retry_after"
+    );
+    Ok(())
+}
+
+fn panicking_source() -> std::result::Result<Doc, SourceDown> {
+    panic!("a loader that panics, on purpose, in a conformance case")
+}
+
+/// Counts refreshes that ended in an error.
+struct FailedRefreshes(Arc<AtomicUsize>);
+
+impl crate::layers::Observer for FailedRefreshes {
+    fn on_call(&self, _: &crate::layers::CallEvent<'_>) {}
+
+    fn on_cache_event(&self, event: &crate::layers::CacheEvent<'_>) {
+        if let crate::layers::CacheEvent::Refreshed { error: Some(_), .. } = event {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// A refresh that finds nothing keeps the stale value too, and is throttled like a failure.
 pub async fn refresh_that_finds_nothing_keeps_the_stale_value(ctx: Ctx) -> Result<()> {
     const FRESH: Duration = Duration::from_millis(50);

@@ -155,6 +155,7 @@ macro_rules! __conformance_case_list {
             (freshness::stale_reads_serve_at_once_and_refresh_once)
             (freshness::failed_refresh_keeps_the_stale_value_and_throttles_retries)
             (freshness::refresh_that_finds_nothing_keeps_the_stale_value)
+            (freshness::panicking_refresh_is_a_failed_one)
             (freshness::negative_entries_are_remembered_and_absent_for_reads)
             (freshness::loader_chooses_ttl_and_freshness)
             (freshness::refresh_reloads_now_and_keeps_the_old_value_on_failure)
