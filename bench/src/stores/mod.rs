@@ -83,37 +83,26 @@ pub async fn open_local(store: &str, purpose: &str) -> BenchResult<(Arc<dyn Back
     Ok((backend, cleanup))
 }
 
+/// `Outcome::NotBuilt` when the in-process `store` is compiled out of this binary.
+fn local_store_built(store: &str) -> Result<(), Outcome> {
+    match store {
+        "memory" if cfg!(not(feature = "memory")) => Err(Outcome::NotBuilt { feature: "memory" }),
+        "sqlite" if cfg!(not(feature = "sqlite")) => Err(Outcome::NotBuilt { feature: "sqlite" }),
+        _ => Ok(()),
+    }
+}
+
 /// Any store for rows that compare two facades over one store: an in-process one from
 /// [`open_local`], or the Redis or PostgreSQL server the environment names; the clean-up removes
 /// this run's keys from a server.
 async fn open_any(store: &str) -> Result<(Arc<dyn Backend>, Cleanup), Outcome> {
-    let opened: BenchResult<Arc<dyn Backend>> = match store {
-        "memory" | "sqlite" => {
-            return open_local(store, "cachette-bench-tags")
-                .await
-                .map_err(failed);
-        }
-        #[cfg(feature = "redis")]
-        "redis" => cache_redis::RedisBackend::open(&env_url(REDIS_URL)?)
+    if matches!(store, "memory" | "sqlite") {
+        local_store_built(store)?;
+        return open_local(store, "cachette-bench-tags")
             .await
-            .map(|backend| Arc::new(backend) as Arc<dyn Backend>)
-            .map_err(Into::into),
-        #[cfg(feature = "postgres")]
-        "postgres" => cache_postgres::PostgresBackend::open(&env_url(POSTGRES_URL)?)
-            .await
-            .map(|backend| Arc::new(backend) as Arc<dyn Backend>)
-            .map_err(Into::into),
-        other => {
-            return Err(Outcome::NotBuilt {
-                feature: if other == "redis" {
-                    "redis"
-                } else {
-                    "postgres"
-                },
-            });
-        }
-    };
-    let backend = opened.map_err(failed)?;
+            .map_err(failed);
+    }
+    let backend = open_server(store).await?;
     let closing = Arc::clone(&backend);
     let cleanup: Cleanup = Box::pin(async move {
         closing.clear_prefix(&run_prefix()).await?;
@@ -121,6 +110,31 @@ async fn open_any(store: &str) -> Result<(Arc<dyn Backend>, Cleanup), Outcome> {
         Ok(())
     });
     Ok((backend, cleanup))
+}
+
+/// The Redis or PostgreSQL store the environment names.
+async fn open_server(store: &str) -> Result<Arc<dyn Backend>, Outcome> {
+    match store {
+        #[cfg(feature = "redis")]
+        "redis" => match cache_redis::RedisBackend::open(&env_url(REDIS_URL)?).await {
+            Ok(backend) => Ok(Arc::new(backend)),
+            Err(error) => Err(failed(error.into())),
+        },
+        #[cfg(feature = "postgres")]
+        "postgres" => match cache_postgres::PostgresBackend::open(&env_url(POSTGRES_URL)?).await {
+            Ok(backend) => Ok(Arc::new(backend)),
+            Err(error) => Err(failed(error.into())),
+        },
+        #[cfg(not(feature = "redis"))]
+        "redis" => Err(Outcome::NotBuilt { feature: "redis" }),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" => Err(Outcome::NotBuilt {
+            feature: "postgres",
+        }),
+        other => Err(Outcome::Failed {
+            error: format!("no store named {other:?}"),
+        }),
+    }
 }
 
 /// The key prefix of this run: unique per process, so that runs on a shared server never touch
@@ -270,16 +284,7 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
                 Some((store, _)) => (store, observe::Observer::Metrics),
                 None => (key, observe::Observer::Metrics),
             };
-            if (store == "memory" && cfg!(not(feature = "memory")))
-                || (store == "sqlite" && cfg!(not(feature = "sqlite")))
-            {
-                let feature = if store == "memory" {
-                    "memory"
-                } else {
-                    "sqlite"
-                };
-                return Err(Outcome::NotBuilt { feature });
-            }
+            local_store_built(store)?;
             observe::setup(store, observer, workload)
                 .await
                 .map_err(failed)
@@ -290,16 +295,7 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
                 Some((store, _)) => (store, freshness::Hits::Fresh),
                 None => (key, freshness::Hits::Fresh),
             };
-            if (store == "memory" && cfg!(not(feature = "memory")))
-                || (store == "sqlite" && cfg!(not(feature = "sqlite")))
-            {
-                let feature = if store == "memory" {
-                    "memory"
-                } else {
-                    "sqlite"
-                };
-                return Err(Outcome::NotBuilt { feature });
-            }
+            local_store_built(store)?;
             freshness::setup(store, hits, workload)
                 .await
                 .map_err(failed)
