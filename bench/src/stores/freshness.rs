@@ -25,12 +25,11 @@ pub enum Hits {
     Stale,
 }
 
-/// `Cache<DidDoc>` with `fresh_for`, read through its loading verbs; the loader answers from the
-/// workload, as a source would.
+/// The facade over a `Cache<DidDoc>` with `fresh_for`, read through its loading verbs (the
+/// loader answers from the workload, as a source would) and written as the facade writes.
 #[derive(Clone)]
 struct Refreshing<const LOCAL: bool> {
-    cache: Cache<DidDoc>,
-    workload: SharedWorkload,
+    facade: Facade<LOCAL>,
     /// Each key's place in the workload, for the batch loader.
     places: Arc<HashMap<String, usize>>,
 }
@@ -39,10 +38,11 @@ impl<const LOCAL: bool> Target for Refreshing<LOCAL> {
     const IN_PROCESS: bool = LOCAL;
 
     async fn get(&self, key: usize) -> BenchResult<bool> {
-        let workload = Arc::clone(&self.workload);
+        let workload = Arc::clone(&self.facade.workload);
         let found = self
+            .facade
             .cache
-            .get_or_refresh(&self.workload.keys[key], move || async move {
+            .get_or_refresh(&self.facade.workload.keys[key], move || async move {
                 Ok::<_, Infallible>(workload.docs[key].clone())
             })
             .await?;
@@ -50,16 +50,13 @@ impl<const LOCAL: bool> Target for Refreshing<LOCAL> {
     }
 
     async fn set(&self, key: usize) -> BenchResult<()> {
-        let workload = &self.workload;
-        Ok(self
-            .cache
-            .set(&workload.keys[key], &workload.docs[key])
-            .await?)
+        self.facade.set(key).await
     }
 
     async fn get_many(&self, keys: &[usize]) -> BenchResult<usize> {
-        let names = keys.iter().map(|&key| self.workload.keys[key].as_str());
-        let (workload, places) = (Arc::clone(&self.workload), Arc::clone(&self.places));
+        let workload = &self.facade.workload;
+        let names = keys.iter().map(|&key| workload.keys[key].as_str());
+        let (workload, places) = (Arc::clone(workload), Arc::clone(&self.places));
         let loader = move |asked: Vec<String>| {
             let (workload, places) = (Arc::clone(&workload), Arc::clone(&places));
             async move {
@@ -73,15 +70,16 @@ impl<const LOCAL: bool> Target for Refreshing<LOCAL> {
                 Ok::<_, Infallible>(answers)
             }
         };
-        Ok(self.cache.get_many_or_refresh(names, loader).await?.len())
+        Ok(self
+            .facade
+            .cache
+            .get_many_or_refresh(names, loader)
+            .await?
+            .len())
     }
 
     async fn set_many(&self, keys: &[usize]) -> BenchResult<()> {
-        let workload = &self.workload;
-        let items = keys
-            .iter()
-            .map(|&key| (workload.keys[key].as_str(), &workload.docs[key]));
-        Ok(self.cache.set_many(items).await?)
+        self.facade.set_many(keys).await
     }
 }
 
@@ -107,12 +105,13 @@ pub async fn setup(store: &str, hits: Hits, workload: &SharedWorkload) -> BenchR
             .map(|(at, key)| (key.clone(), at))
             .collect(),
     );
-    let shared = Arc::clone(workload);
     let plain_prefix = format!("{prefix}plain:");
     let (facade, plain): (Box<dyn crate::measure::Contender>, _) = if store == "memory" {
         let target = Refreshing::<true> {
-            cache,
-            workload: shared,
+            facade: Facade {
+                cache,
+                workload: Arc::clone(workload),
+            },
             places,
         };
         (
@@ -121,8 +120,10 @@ pub async fn setup(store: &str, hits: Hits, workload: &SharedWorkload) -> BenchR
         )
     } else {
         let target = Refreshing::<false> {
-            cache,
-            workload: shared,
+            facade: Facade {
+                cache,
+                workload: Arc::clone(workload),
+            },
             places,
         };
         (

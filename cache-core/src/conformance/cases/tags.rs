@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::{Doc, LONG_TTL, doc};
 use crate::conformance::Ctx;
-use crate::raw::Forward;
+use crate::raw::{Answer, Call, CallFuture, Forward, Intercept, Intercepted};
 use crate::{Backend, Cache, Condition, Error, Loaded, Result, SetOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,40 +87,18 @@ struct Counting {
     calls: Arc<AtomicUsize>,
 }
 
-#[async_trait]
-impl Forward for Counting {
+impl Intercept for Counting {
     fn inner(&self) -> &dyn Backend {
         &*self.inner
     }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+
+    async fn intercept<'a, T: Answer + 'a>(
+        &'a self,
+        _: Call<'a>,
+        run: CallFuture<'a, T>,
+    ) -> Result<T> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.get_many(keys).await
-    }
-    async fn set(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Option<Duration>,
-        condition: Condition,
-    ) -> Result<bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.set(key, value, ttl, condition).await
-    }
-    async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.set_many(entries, ttl).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(key).await
-    }
-    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete_many(keys).await
+        run.await
     }
 }
 
@@ -129,10 +107,10 @@ impl Forward for Counting {
 pub async fn invalidation_costs_calls_independent_of_the_entries(ctx: Ctx) -> Result<()> {
     const ENTRIES: usize = 10_000;
     let calls = Arc::new(AtomicUsize::new(0));
-    let counted: Arc<dyn Backend> = Arc::new(Counting {
+    let counted: Arc<dyn Backend> = Arc::new(Intercepted(Counting {
         inner: Arc::clone(ctx.backend()),
         calls: Arc::clone(&calls),
-    });
+    }));
     let cache: Cache<Doc> = Cache::builder(counted)
         .prefix(ctx.prefix())
         .default_ttl(LONG_TTL)
