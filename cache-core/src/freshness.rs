@@ -733,14 +733,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    fn is_throttled(&self, key: &str) -> bool {
-        let full_key = self.store_key(key);
-        let throttled = self
-            .inner
+    /// The keys held back after a failed refresh, each with the instant its wait ends.
+    fn throttled(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.inner
             .freshness
             .throttled
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_throttled(&self, key: &str) -> bool {
+        let full_key = self.store_key(key);
+        let throttled = self.throttled();
         throttled
             .get(full_key.as_ref())
             .is_some_and(|until| Instant::now() < *until)
@@ -753,12 +757,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
         let now = Instant::now();
         let until = now + self.inner.freshness.retry_after;
-        let mut throttled = self
-            .inner
-            .freshness
-            .throttled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut throttled = self.throttled();
         // Keys whose wait is over are dropped now and then, so a source failing for many keys
         // over time leaves no trail.
         if throttled.len() >= 1024 {
@@ -768,12 +767,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     fn unthrottle(&self, key: &str) {
-        let mut throttled = self
-            .inner
-            .freshness
-            .throttled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut throttled = self.throttled();
         if !throttled.is_empty() {
             throttled.remove(self.store_key(key).as_ref());
         }
