@@ -94,37 +94,34 @@ fn local_store_built(store: &str) -> Result<(), Outcome> {
 
 /// Any store for rows that compare two facades over one store: an in-process one from
 /// [`open_local`], or the Redis or PostgreSQL server the environment names; the clean-up removes
-/// this run's keys from a server.
+/// this run's keys from Redis and drops this run's table from PostgreSQL.
 async fn open_any(store: &str) -> Result<(Arc<dyn Backend>, Cleanup), Outcome> {
-    if matches!(store, "memory" | "sqlite") {
-        local_store_built(store)?;
-        return open_local(store, "cachette-bench-tags")
-            .await
-            .map_err(failed);
-    }
-    let backend = open_server(store).await?;
-    let closing = Arc::clone(&backend);
-    let cleanup: Cleanup = Box::pin(async move {
-        closing.clear_prefix(&run_prefix()).await?;
-        closing.close().await?;
-        Ok(())
-    });
-    Ok((backend, cleanup))
-}
-
-/// The Redis or PostgreSQL store the environment names.
-async fn open_server(store: &str) -> Result<Arc<dyn Backend>, Outcome> {
     match store {
+        "memory" | "sqlite" => {
+            local_store_built(store)?;
+            open_local(store, "cachette-bench-tags")
+                .await
+                .map_err(failed)
+        }
         #[cfg(feature = "redis")]
-        "redis" => match cache_redis::RedisBackend::open(&env_url(REDIS_URL)?).await {
-            Ok(backend) => Ok(Arc::new(backend)),
-            Err(error) => Err(failed(error.into())),
-        },
+        "redis" => {
+            let backend: Arc<dyn Backend> = Arc::new(
+                cache_redis::RedisBackend::open(&env_url(REDIS_URL)?)
+                    .await
+                    .map_err(|error| failed(error.into()))?,
+            );
+            let closing = Arc::clone(&backend);
+            let cleanup: Cleanup = Box::pin(async move {
+                closing.clear_prefix(&run_prefix()).await?;
+                closing.close().await?;
+                Ok(())
+            });
+            Ok((backend, cleanup))
+        }
         #[cfg(feature = "postgres")]
-        "postgres" => match cache_postgres::PostgresBackend::open(&env_url(POSTGRES_URL)?).await {
-            Ok(backend) => Ok(Arc::new(backend)),
-            Err(error) => Err(failed(error.into())),
-        },
+        "postgres" => postgres::open_for_rows(&env_url(POSTGRES_URL)?, "tags")
+            .await
+            .map_err(failed),
         #[cfg(not(feature = "redis"))]
         "redis" => Err(Outcome::NotBuilt { feature: "redis" }),
         #[cfg(not(feature = "postgres"))]

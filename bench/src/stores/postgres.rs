@@ -30,6 +30,33 @@ fn with_options(url: &str, options: &str) -> String {
     format!("{url}{separator}{options}")
 }
 
+/// The store on a table of this run's own, `name`d, for rows that compare two facades over it
+/// (the tags rows), and the clean-up that drops the table. A table of its own keeps the rows
+/// clear of whatever churn the server's shared table has seen; statements get a minute, since
+/// those rows write and delete 10,000 keys at a time.
+pub async fn open_for_rows(
+    url: &str,
+    name: &str,
+) -> BenchResult<(Arc<dyn cache_core::Backend>, super::Cleanup)> {
+    let table = format!("cachette_bench_{}_{name}", std::process::id());
+    let store_url = with_options(url, &format!("table={table}&statement_timeout=60s"));
+    let backend = Arc::new(PostgresBackend::open(&store_url).await?);
+    let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+    let closing = Arc::clone(&backend);
+    let cleanup: super::Cleanup = Box::pin(async move {
+        use cache_core::Backend as _;
+        // Drop the table even when closing the store failed, so no run leaves one behind.
+        let closed = closing.close().await;
+        let drop_table = format!("DROP TABLE IF EXISTS \"{table}\"");
+        let dropped = sqlx::query(AssertSqlSafe(drop_table)).execute(&pool).await;
+        pool.close().await;
+        closed?;
+        dropped?;
+        Ok(())
+    });
+    Ok((backend, cleanup))
+}
+
 /// The store's contenders on a logged or an unlogged table, preloaded.
 pub async fn setup(
     url: &str,
