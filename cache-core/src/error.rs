@@ -116,6 +116,16 @@ pub enum Error {
         /// The operation it lacks.
         operation: &'static str,
     },
+    /// [`incr`](crate::Backend::incr) met a value under the key that is not a counter (not the
+    /// decimal ASCII of an `i64`), or the sum would overflow an `i64`. The stored value is left
+    /// as it was.
+    #[error("the value under key {} is not a counter: {reason}", ShowKey(key))]
+    NotACounter {
+        /// The key as the store received it (the caller's key, from a [`Cache`](crate::Cache)).
+        key: String,
+        /// What is wrong with it: not an integer, or the sum overflows.
+        reason: String,
+    },
     /// The loader given to [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with)
     /// failed. Every caller waiting on the same load receives the same error.
     #[error("loading the value for key {} failed: {source}", ShowKey(key))]
@@ -183,7 +193,8 @@ impl Error {
 
     /// A short, stable name of the error's kind, for metrics labels and logs: `backend`,
     /// `transient` (a transient `backend` error), `decode`, `encode`, `invalid_key`,
-    /// `value_too_large`, `load_cycle`, `load_timeout`, `config`, `unsupported` or `load`.
+    /// `value_too_large`, `load_cycle`, `load_timeout`, `config`, `unsupported`,
+    /// `not_a_counter` or `load`.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Backend {
@@ -198,6 +209,7 @@ impl Error {
             Error::LoadTimeout { .. } => "load_timeout",
             Error::Config { .. } => "config",
             Error::Unsupported { .. } => "unsupported",
+            Error::NotACounter { .. } => "not_a_counter",
             Error::Load { .. } => "load",
         }
     }
@@ -216,6 +228,19 @@ impl Error {
             key: key.to_owned(),
             size,
             limit,
+        }
+    }
+
+    /// An [`Error::Unsupported`]: `store` lacks `operation`.
+    pub fn unsupported(store: &'static str, operation: &'static str) -> Self {
+        Error::Unsupported { store, operation }
+    }
+
+    /// An [`Error::NotACounter`].
+    pub fn not_a_counter(key: &str, reason: impl Into<String>) -> Self {
+        Error::NotACounter {
+            key: key.to_owned(),
+            reason: reason.into(),
         }
     }
 
@@ -245,6 +270,7 @@ impl Error {
             | Error::ValueTooLarge { key, .. }
             | Error::LoadCycle { key }
             | Error::LoadTimeout { key, .. }
+            | Error::NotACounter { key, .. }
             | Error::Load { key, .. } => Some(key),
             Error::Config { .. } | Error::Unsupported { .. } => None,
         }

@@ -3,6 +3,7 @@
 
 mod backend;
 mod cache;
+mod capabilities;
 mod error;
 mod freshness;
 pub mod layers;
@@ -19,7 +20,7 @@ pub mod testing;
 pub mod conformance;
 
 pub use async_trait::async_trait;
-pub use backend::{Backend, Condition, Ttl};
+pub use backend::{Backend, Condition, ScanCursor, ScanOptions, ScanPage, Ttl};
 pub use bytes::Bytes;
 pub use cache::{
     Cache, CacheBuilder, DEFAULT_MAX_BACKGROUND_REFRESHES, DEFAULT_REFRESH_RETRY_AFTER,

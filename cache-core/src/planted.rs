@@ -48,4 +48,8 @@ pub enum FacadeBug {
     /// A background refresh whose loader panics is not held back, so the next stale read runs
     /// the panicking loader again.
     PanickedRefreshNotThrottled,
+    /// A walk of a tagged cache lists the tag versions as if they were entries.
+    WalkListsTagVersions,
+    /// `len` of a tagged cache counts the tag versions.
+    LenCountsTagVersions,
 }

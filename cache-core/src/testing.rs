@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::{Backend, Condition, Result, Ttl};
+use crate::raw::{add_to_counter, counter_bytes, parse_counter};
+use crate::{Backend, Condition, Result, ScanCursor, ScanOptions, ScanPage, Ttl};
 
 /// An unbounded in-process store over a `BTreeMap` behind one async mutex: easy to read and
 /// obviously correct, so it documents the [`Backend`] contract in code and lets examples run
@@ -75,6 +76,31 @@ impl ReferenceBackend {
 
     fn live(entries: &BTreeMap<String, Entry>, key: &str, now: Instant) -> Option<Entry> {
         entries.get(key).filter(|entry| entry.is_live(now)).cloned()
+    }
+
+    fn with_ttl(entry: Entry, now: Instant) -> (Bytes, Ttl) {
+        let ttl = match entry.expires_at {
+            None => Ttl::Eternal,
+            Some(at) => Ttl::Remaining(at.duration_since(now)),
+        };
+        (entry.value, ttl)
+    }
+
+    /// The live keys from `from` on that start with `prefix`, in byte order.
+    fn live_range<'a>(
+        entries: &'a BTreeMap<String, Entry>,
+        prefix: &'a str,
+        from: Bound<&'a str>,
+        now: Instant,
+    ) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
+        let from = match from {
+            Bound::Unbounded => Bound::Included(prefix),
+            other => other,
+        };
+        entries
+            .range::<str, _>((from, Bound::Unbounded))
+            .take_while(move |(key, _)| key.starts_with(prefix))
+            .filter(move |(_, entry)| entry.is_live(now))
     }
 }
 
@@ -178,6 +204,102 @@ impl Backend for ReferenceBackend {
                 Some(at) => Ttl::Remaining(at.duration_since(now)),
             }),
         )
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>> {
+        let mut entries = self.lock().await;
+        let now = Instant::now();
+        Ok(entries
+            .remove(key)
+            .filter(|entry| entry.is_live(now))
+            .map(|entry| entry.value))
+    }
+
+    async fn take_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let mut entries = self.lock().await;
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                entries
+                    .remove(key)
+                    .filter(|entry| entry.is_live(now))
+                    .map(|entry| entry.value)
+            })
+            .collect())
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        let entries = self.lock().await;
+        let now = Instant::now();
+        Ok(Self::live(&entries, key, now).map(|entry| Self::with_ttl(entry, now)))
+    }
+
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        let entries = self.lock().await;
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|key| Self::live(&entries, key, now).map(|entry| Self::with_ttl(entry, now)))
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Result<ScanPage> {
+        let entries = self.lock().await;
+        let now = Instant::now();
+        let from = cursor.last_key().map_or(Bound::Unbounded, Bound::Excluded);
+        let page: Vec<(String, Option<Bytes>)> =
+            Self::live_range(&entries, prefix, from, now)
+                .take(options.page.max(1))
+                .map(|(key, entry)| (key.clone(), options.values.then(|| entry.value.clone())))
+                .collect();
+        let next = match page.last() {
+            Some((last, _)) if page.len() == options.page.max(1) => {
+                Some(ScanCursor::after(last.clone()))
+            }
+            _ => None,
+        };
+        Ok(ScanPage {
+            entries: page,
+            next,
+        })
+    }
+
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        let entries = self.lock().await;
+        let now = Instant::now();
+        Ok(Self::live_range(&entries, prefix, Bound::Unbounded, now).count() as u64)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let mut entries = self.lock().await;
+        let now = Instant::now();
+        let before = entries.len();
+        entries.retain(|_, entry| entry.is_live(now));
+        Ok((before - entries.len()) as u64)
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        let mut entries = self.lock().await;
+        let now = Instant::now();
+        let (current, expires_at) = match Self::live(&entries, key, now) {
+            Some(entry) => (parse_counter(key, &entry.value)?, entry.expires_at),
+            None => (0, deadline(ttl, now)),
+        };
+        let value = add_to_counter(key, current, delta)?;
+        if ttl == Some(Duration::ZERO) && expires_at.is_some_and(|at| at <= now) {
+            // Created already expired: nothing remains, as for a zero-TTL `set`.
+            entries.remove(key);
+        } else {
+            let value = counter_bytes(value);
+            entries.insert(key.to_owned(), Entry { value, expires_at });
+        }
+        Ok(value)
     }
 
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {

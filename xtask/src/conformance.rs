@@ -100,8 +100,8 @@ async fn second_handle(url: &str, backend: &Arc<dyn Backend>) -> Result<Option<A
     }
 }
 
-/// Prints `PASS`/`FAIL`/`SKIP`, the case and its time per case, then `N passed, M failed, K
-/// skipped`; returns how many failed.
+/// Prints `PASS`/`FAIL`/`SKIP`/`N/A`, the case and its time per case, then `N passed, M failed,
+/// K skipped, L not applicable`; returns how many failed.
 fn write_reports(out: &mut impl Write, reports: &[CaseReport], total: Duration) -> usize {
     let width = reports
         .iter()
@@ -113,6 +113,7 @@ fn write_reports(out: &mut impl Write, reports: &[CaseReport], total: Duration) 
             Verdict::Passed => "PASS",
             Verdict::Failed(_) => "FAIL",
             Verdict::NotRun(_) => "SKIP",
+            Verdict::NotApplicable(_) => "N/A ",
         };
         let _ = writeln!(
             out,
@@ -124,6 +125,7 @@ fn write_reports(out: &mut impl Write, reports: &[CaseReport], total: Duration) 
             Verdict::Passed => "",
             Verdict::Failed(why) => why.as_str(),
             Verdict::NotRun(why) => why,
+            Verdict::NotApplicable(why) => why.as_str(),
         };
         for line in why.lines() {
             let _ = writeln!(out, "      {line}");
@@ -137,13 +139,17 @@ fn write_reports(out: &mut impl Write, reports: &[CaseReport], total: Duration) 
     };
     let failed = count(|verdict| matches!(verdict, Verdict::Failed(_)));
     let skipped = count(|verdict| matches!(verdict, Verdict::NotRun(_)));
+    let lacking = count(|verdict| matches!(verdict, Verdict::NotApplicable(_)));
     let _ = writeln!(
         out,
         "conformance suite finished in {:.1} s",
         total.as_secs_f64()
     );
-    let passed = reports.len() - failed - skipped;
-    let _ = writeln!(out, "{passed} passed, {failed} failed, {skipped} skipped");
+    let passed = reports.len() - failed - skipped - lacking;
+    let _ = writeln!(
+        out,
+        "{passed} passed, {failed} failed, {skipped} skipped, {lacking} not applicable"
+    );
     failed
 }
 
@@ -169,6 +175,13 @@ mod tests {
                     verdict: Verdict::NotRun("needs a store of its own"),
                     elapsed: Duration::ZERO,
                 },
+                CaseReport {
+                    case: "take::take_race".into(),
+                    verdict: Verdict::NotApplicable(
+                        "the custom store does not support take".into(),
+                    ),
+                    elapsed: Duration::ZERO,
+                },
             ],
             Duration::from_secs(1),
         );
@@ -184,8 +197,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("SKIP  whole_store::clear"), "{text}");
+        assert!(text.contains("N/A   take::take_race"), "{text}");
+        assert!(text.contains("      the custom store does not support take\n"), "{text}");
         assert!(
-            text.ends_with("\n1 passed, 1 failed, 1 skipped\n"),
+            text.ends_with("\n1 passed, 1 failed, 1 skipped, 1 not applicable\n"),
             "{text}"
         );
     }

@@ -220,14 +220,23 @@ pub async fn run_case(
         Some(peer) => Ctx::with_peer(backend, peer),
         None => Ctx::new(backend),
     };
-    if let Err(error) = case(ctx.clone()).await {
-        panic!("case returned an error: {error}");
+    match case(ctx.clone()).await {
+        Ok(()) => {}
+        // A test of the macro cannot end as "not applicable", so it fails, saying why;
+        // `run_conformance` reports such a case as not applicable instead.
+        Err(error @ crate::Error::Unsupported { .. }) => {
+            panic!("{NOT_APPLICABLE}: {error}")
+        }
+        Err(error) => panic!("case returned an error: {error}"),
     }
     // Tidy up only after a pass, so a failure leaves its keys for a look.
     if let Err(error) = ctx.backend.clear_prefix(&ctx.prefix).await {
         panic!("case passed, but removing its keys failed: {error}");
     }
 }
+
+/// How a case that met [`Error::Unsupported`](crate::Error::Unsupported) begins its failure.
+const NOT_APPLICABLE: &str = "not applicable";
 
 /// The process-wide gate of the test macro: ordinary cases share it, an exclusive case (and the
 /// shared-store run) holds it alone, so nothing else of the test binary touches the store then.
@@ -298,6 +307,9 @@ pub enum Verdict {
     Failed(String),
     /// The case did not run, and why (an exclusive case on a store that is not the run's alone).
     NotRun(&'static str),
+    /// The case needs a capability the store does not have: the store's
+    /// [`Error::Unsupported`](crate::Error::Unsupported), as a sentence. Never counted as passed.
+    NotApplicable(String),
 }
 
 /// How one case ended in [`run_conformance`].
@@ -369,7 +381,13 @@ async fn run_reported(case: Case, options: &RunOptions) -> CaseReport {
     .await;
     let verdict = match outcome {
         Ok(()) => Verdict::Passed,
-        Err(error) if error.is_panic() => Verdict::Failed(panic_message(error.into_panic())),
+        Err(error) if error.is_panic() => {
+            let message = panic_message(error.into_panic());
+            match message.strip_prefix(NOT_APPLICABLE) {
+                Some(why) => Verdict::NotApplicable(why.trim_start_matches(": ").to_owned()),
+                None => Verdict::Failed(message),
+            }
+        }
         Err(error) => Verdict::Failed(error.to_string()),
     };
     CaseReport {
@@ -403,6 +421,7 @@ pub async fn run_all_on_one_store(backend: Arc<dyn Backend>, peer: Option<Arc<dy
             Verdict::Passed => None,
             Verdict::Failed(why) => Some(format!("{}: {why}", report.case)),
             Verdict::NotRun(why) => Some(format!("{} was not run: {why}", report.case)),
+            Verdict::NotApplicable(why) => Some(format!("{} is not applicable: {why}", report.case)),
         })
         .collect();
     assert!(

@@ -14,8 +14,8 @@ use super::observe::{CacheEvent, CallEvent, Observer};
 /// | metric | kind | labels | what |
 /// |---|---|---|---|
 /// | `cachette_calls_total` | counter | `store`, `operation` | store calls |
-/// | `cachette_hits_total` | counter | `store`, `operation` | keys found by `get` and `get_many` |
-/// | `cachette_misses_total` | counter | `store`, `operation` | keys not found by `get` and `get_many` |
+/// | `cachette_hits_total` | counter | `store`, `operation` | keys found by `get`, `get_many` and their `_with_ttl` forms |
+/// | `cachette_misses_total` | counter | `store`, `operation` | keys not found by those reads |
 /// | `cachette_errors_total` | counter | `store`, `operation`, `kind` | failed calls, by [`Error::kind`](crate::Error::kind) |
 /// | `cachette_call_duration_seconds` | histogram | `store`, `operation` | time per call |
 /// | `cachette_decode_errors_total` | counter | `as_miss` | entries that did not decode |
@@ -106,7 +106,11 @@ impl MetricsObserver {
         }
         let handles = Handles {
             calls: counter!("cachette_calls_total", "store" => store, "operation" => operation),
-            found: matches!(operation, "get" | "get_many").then(|| {
+            found: matches!(
+                operation,
+                "get" | "get_many" | "get_with_ttl" | "get_many_with_ttl"
+            )
+            .then(|| {
                 (
                     counter!("cachette_hits_total", "store" => store, "operation" => operation),
                     counter!("cachette_misses_total", "store" => store, "operation" => operation),

@@ -15,11 +15,13 @@ use crate::{Backend, Condition, Result, Ttl};
 /// error, and the last attempt's error, reaches the caller unchanged.
 ///
 /// Only calls whose answer a retry cannot falsify are retried: `get`, `get_many`, `contains`,
-/// `ttl`, `set` with [`Condition::Always`], `set_many`, and `expire_in` other than with a zero
-/// TTL. An attempt that fails may still have reached the store, so the others are made once:
-/// a retried `delete` would answer "was not there" for a key its first attempt removed, a
-/// retried `set(if_not_exists)` "not written" for its own write, and `delete_many`,
-/// `clear_prefix` and `expire_in(Some(ZERO))` would miscount the same way.
+/// `ttl`, `get_with_ttl`, `get_many_with_ttl`, `count_prefix`, `set` with
+/// [`Condition::Always`], `set_many`, and `expire_in` other than with a zero TTL. An attempt
+/// that fails may still have reached the store, so the others are made once: a retried `delete`
+/// would answer "was not there" for a key its first attempt removed, a retried
+/// `set(if_not_exists)` "not written" for its own write, `delete_many`, `clear_prefix`,
+/// `purge_expired` and `expire_in(Some(ZERO))` would miscount the same way, a retried `take`
+/// or `incr` would take or count twice, and a `scan` page's cursor is spent by its attempt.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -166,4 +168,19 @@ impl Forward for RetryBackend {
     async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
         self.retried(|| self.inner.ttl(key)).await
     }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        self.retried(|| self.inner.get_with_ttl(key)).await
+    }
+
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        self.retried(|| self.inner.get_many_with_ttl(keys)).await
+    }
+
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        self.retried(|| self.inner.count_prefix(prefix)).await
+    }
+
+    // `take`, `take_many` and `incr` are not repeated: an attempt that failed after the store
+    // applied it would take or count twice. A `scan` page is not either: its cursor is spent.
 }

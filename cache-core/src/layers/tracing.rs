@@ -132,8 +132,8 @@ impl Observer for TracingObserver {
             return;
         }
         match (event.call.operation, event.hits) {
-            ("get", Some(1)) => span.record("outcome", "hit"),
-            ("get", Some(_)) => span.record("outcome", "miss"),
+            ("get" | "get_with_ttl", Some(1)) => span.record("outcome", "hit"),
+            ("get" | "get_with_ttl", Some(_)) => span.record("outcome", "miss"),
             (_, Some(hits)) => span.record("outcome", "ok").record("hits", hits),
             (_, None) => span.record("outcome", "ok"),
         };

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Forward;
-use crate::{Backend, Condition, Result, Ttl};
+use crate::{Backend, Condition, Result, ScanCursor, ScanOptions, ScanPage, Ttl};
 
 /// A store call as a layer sees it before it runs.
 #[derive(Debug, Clone, Copy)]
@@ -18,10 +18,11 @@ pub struct Call<'a> {
     /// The store's [`name`](Backend::name): `memory`, `sqlite`, `redis`, `postgres`, …
     pub store: &'static str,
     /// The [`Backend`] method: `get`, `get_many`, `set`, `set_many`, `delete`, `delete_many`,
-    /// `contains`, `expire_in`, `ttl`, `clear_prefix` or `close`.
+    /// `contains`, `expire_in`, `ttl`, `clear_prefix`, `take`, `take_many`, `get_with_ttl`,
+    /// `get_many_with_ttl`, `scan`, `count_prefix`, `purge_expired`, `incr` or `close`.
     pub operation: &'static str,
     /// How many keys the call names: 1 for single-key calls, the batch's length for batches,
-    /// 0 for `clear_prefix` and `close`.
+    /// 0 for `clear_prefix`, `scan`, `count_prefix`, `purge_expired` and `close`.
     pub keys: usize,
     /// The key (a full store key, prefix included), for single-key calls. Whoever shows keys
     /// should hash them or leave them out unless told otherwise: keys can be personal data.
@@ -51,10 +52,24 @@ impl Answer for Vec<Option<Bytes>> {
     }
 }
 
+impl Answer for Option<(Bytes, Ttl)> {
+    fn hits(&self) -> Option<usize> {
+        Some(usize::from(self.is_some()))
+    }
+}
+
+impl Answer for Vec<Option<(Bytes, Ttl)>> {
+    fn hits(&self) -> Option<usize> {
+        Some(self.iter().filter(|value| value.is_some()).count())
+    }
+}
+
 impl Answer for bool {}
 impl Answer for u64 {}
+impl Answer for i64 {}
 impl Answer for () {}
 impl Answer for Option<Ttl> {}
+impl Answer for ScanPage {}
 
 /// A layer that does the same around every call (a deadline, a fault, an observation): it
 /// writes [`Intercept::intercept`] once, and [`Intercepted`] makes it a store. A layer that
@@ -193,6 +208,63 @@ impl<I: Intercept> Forward for Intercepted<I> {
         let call = self.call("clear_prefix", 0, None);
         self.0
             .intercept(call, self.0.inner().clear_prefix(prefix))
+            .await
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>> {
+        let call = self.call("take", 1, Some(key));
+        self.0.intercept(call, self.0.inner().take(key)).await
+    }
+
+    async fn take_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let call = self.call("take_many", keys.len(), None);
+        self.0.intercept(call, self.0.inner().take_many(keys)).await
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        let call = self.call("get_with_ttl", 1, Some(key));
+        self.0
+            .intercept(call, self.0.inner().get_with_ttl(key))
+            .await
+    }
+
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        let call = self.call("get_many_with_ttl", keys.len(), None);
+        self.0
+            .intercept(call, self.0.inner().get_many_with_ttl(keys))
+            .await
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Result<ScanPage> {
+        let call = self.call("scan", 0, None);
+        self.0
+            .intercept(call, self.0.inner().scan(prefix, cursor, options))
+            .await
+    }
+
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        let call = self.call("count_prefix", 0, None);
+        self.0
+            .intercept(call, self.0.inner().count_prefix(prefix))
+            .await
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let call = self.call("purge_expired", 0, None);
+        self.0
+            .intercept(call, self.0.inner().purge_expired())
+            .await
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        let call = self.call("incr", 1, Some(key));
+        self.0
+            .intercept(call, self.0.inner().incr(key, delta, ttl))
             .await
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Backend, Condition, Result, Ttl};
+use crate::{Backend, Condition, Result, ScanCursor, ScanOptions, ScanPage, Ttl};
 
 /// Wraps a store in another store: tower's one-method `Layer`, over the `Arc<dyn Backend>`
 /// everything above a store holds, so that layers stack at run time over whatever store a URL
@@ -166,6 +166,51 @@ pub trait Forward: Debug + Send + Sync + 'static {
         self.inner().clear_prefix(prefix).await
     }
 
+    /// See [`Backend::take`].
+    async fn take(&self, key: &str) -> Result<Option<Bytes>> {
+        self.inner().take(key).await
+    }
+
+    /// See [`Backend::take_many`].
+    async fn take_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        self.inner().take_many(keys).await
+    }
+
+    /// See [`Backend::get_with_ttl`].
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        self.inner().get_with_ttl(key).await
+    }
+
+    /// See [`Backend::get_many_with_ttl`].
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        self.inner().get_many_with_ttl(keys).await
+    }
+
+    /// See [`Backend::scan`].
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Result<ScanPage> {
+        self.inner().scan(prefix, cursor, options).await
+    }
+
+    /// See [`Backend::count_prefix`].
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        self.inner().count_prefix(prefix).await
+    }
+
+    /// See [`Backend::purge_expired`].
+    async fn purge_expired(&self) -> Result<u64> {
+        self.inner().purge_expired().await
+    }
+
+    /// See [`Backend::incr`].
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        self.inner().incr(key, delta, ttl).await
+    }
+
     /// See [`Backend::close`].
     async fn close(&self) -> Result<()> {
         self.inner().close().await
@@ -280,6 +325,85 @@ impl<T: Forward> Backend for T {
         Self: 'a,
     {
         Forward::clear_prefix(self, prefix)
+    }
+
+    fn take<'s, 'k, 'a>(&'s self, key: &'k str) -> Boxed<'a, Option<Bytes>>
+    where
+        's: 'a,
+        'k: 'a,
+        Self: 'a,
+    {
+        Forward::take(self, key)
+    }
+
+    fn take_many<'s, 'k, 'a>(&'s self, keys: &'k [String]) -> Boxed<'a, Vec<Option<Bytes>>>
+    where
+        's: 'a,
+        'k: 'a,
+        Self: 'a,
+    {
+        Forward::take_many(self, keys)
+    }
+
+    fn get_with_ttl<'s, 'k, 'a>(&'s self, key: &'k str) -> Boxed<'a, Option<(Bytes, Ttl)>>
+    where
+        's: 'a,
+        'k: 'a,
+        Self: 'a,
+    {
+        Forward::get_with_ttl(self, key)
+    }
+
+    fn get_many_with_ttl<'s, 'k, 'a>(
+        &'s self,
+        keys: &'k [String],
+    ) -> Boxed<'a, Vec<Option<(Bytes, Ttl)>>>
+    where
+        's: 'a,
+        'k: 'a,
+        Self: 'a,
+    {
+        Forward::get_many_with_ttl(self, keys)
+    }
+
+    fn scan<'s, 'k, 'a>(
+        &'s self,
+        prefix: &'k str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Boxed<'a, ScanPage>
+    where
+        's: 'a,
+        'k: 'a,
+        Self: 'a,
+    {
+        Forward::scan(self, prefix, cursor, options)
+    }
+
+    fn count_prefix<'s, 'k, 'a>(&'s self, prefix: &'k str) -> Boxed<'a, u64>
+    where
+        's: 'a,
+        'k: 'a,
+        Self: 'a,
+    {
+        Forward::count_prefix(self, prefix)
+    }
+
+    fn purge_expired<'s, 'a>(&'s self) -> Boxed<'a, u64>
+    where
+        's: 'a,
+        Self: 'a,
+    {
+        Forward::purge_expired(self)
+    }
+
+    fn incr<'s, 'k, 'a>(&'s self, key: &'k str, delta: i64, ttl: Option<Duration>) -> Boxed<'a, i64>
+    where
+        's: 'a,
+        'k: 'a,
+        Self: 'a,
+    {
+        Forward::incr(self, key, delta, ttl)
     }
 
     fn close<'s, 'a>(&'s self) -> Boxed<'a, ()>

@@ -9,6 +9,7 @@
 //! [`Intercept`], and a [`Layer`] that wraps a store in it. [`header`] documents, byte by
 //! byte, what a cache with freshness stores before each value, for clients in other languages.
 
+mod counter;
 mod fallback_impl;
 pub mod header;
 mod intercept;
@@ -19,6 +20,7 @@ mod redact;
 mod ttl;
 
 pub use async_trait::async_trait;
+pub use counter::{add_to_counter, counter_bytes, parse_counter};
 pub use intercept::{Answer, Call, CallFuture, Intercept, Intercepted};
 pub use layer::{Forward, Layer, LayerFn, layer_fn};
 pub use options::{Options, check_duration, parse_duration};

@@ -11,6 +11,7 @@ pub mod atomicity;
 pub mod batches;
 pub mod clear;
 pub mod conditional;
+pub mod counters;
 pub mod facade;
 pub mod faults;
 pub mod freshness;
@@ -20,7 +21,10 @@ pub mod neighbours;
 pub mod paths;
 pub mod round_trip;
 pub mod tags;
+pub mod take;
 pub mod ttl;
+pub mod typed_capabilities;
+pub mod walk;
 pub mod whole_store;
 
 /// The list every table of cases is built from: the test macro, [`super::cases`] and the runner.
@@ -172,6 +176,28 @@ macro_rules! __conformance_case_list {
             (tags::loaders_may_tag_their_values)
             (tags::a_lost_tag_version_never_revives_its_entries)
             (tags::tags_need_a_tagged_cache)
+            (take::take_returns_the_value_and_removes_it)
+            (take::take_of_a_missing_or_expired_key_is_none)
+            (take::take_race_of_64_tasks_has_one_winner)
+            (take::take_many_takes_each_key_once)
+            (take::take_many_race_takes_each_key_once_in_all)
+            (take::get_with_ttl_reads_value_and_expiry)
+            (take::get_many_with_ttl_answers_positionally)
+            (walk::scan_walks_25000_live_keys_once_among_neighbours)
+            (walk::scan_with_values_returns_each_value)
+            (walk::scan_during_writes_returns_every_steady_key_once)
+            (walk::scan_of_a_prefix_with_pattern_characters_is_exact)
+            (walk::count_prefix_counts_live_keys_only)
+            (walk::purge_expired_spares_live_keys)
+            (counters::incr_returns_each_sum_and_stores_decimal_text)
+            (counters::incr_from_64_tasks_sums_exactly)
+            (counters::incr_ttl_is_set_at_creation_and_kept)
+            (counters::incr_on_an_expired_counter_starts_again)
+            (counters::incr_refuses_a_value_that_is_not_a_counter)
+            (counters::incr_overflow_is_refused)
+            (typed_capabilities::typed_capabilities_use_the_callers_keys)
+            (typed_capabilities::tagged_cache_walks_and_counts_entries_only)
+            (typed_capabilities::freshness_cache_walks_values_not_headers)
         }
     };
 }
