@@ -3,8 +3,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_core::raw::ttl_millis;
-use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait};
+use std::sync::Arc;
+
+use cache_core::raw::{add_to_counter, counter_bytes, parse_counter, ttl_millis};
+use cache_core::{
+    Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
+};
 use moka::Expiry;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
@@ -39,7 +43,22 @@ struct Entry {
     expires_at: Option<Instant>,
 }
 
+/// A walk's view of the store: the keys under its prefix when it began, shared with the store
+/// (one pointer each), and how far the walk has come.
+struct Snapshot {
+    keys: Vec<Arc<String>>,
+    at: usize,
+}
+
 impl Entry {
+    fn with_ttl(self, now: Instant) -> (Bytes, Ttl) {
+        let ttl = match self.expires_at {
+            None => Ttl::Eternal,
+            Some(at) => Ttl::Remaining(at.duration_since(now)),
+        };
+        (self.value, ttl)
+    }
+
     fn new(value: Bytes, ttl: Option<Duration>, now: Instant) -> Self {
         let expires_at = ttl.map(|ttl| {
             let ttl = Duration::from_millis(ttl_millis(ttl));
@@ -449,6 +468,176 @@ impl Backend for MemoryBackend {
             None => Ttl::Eternal,
             Some(at) => Ttl::Remaining(at.duration_since(now)),
         }))
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>> {
+        self.check_open("take", Some(key))?;
+        let now = Instant::now();
+        // moka's remove is atomic: of concurrent takers, one gets the entry.
+        Ok(self
+            .entries
+            .remove(key)
+            .filter(|entry| entry.is_live(now))
+            .map(|entry| entry.value))
+    }
+
+    async fn take_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        self.check_open("take_many", None)?;
+        let _gate = self.write_gate().await;
+        let now = Instant::now();
+        let mut taken = Vec::with_capacity(keys.len());
+        for (i, chunk) in keys.chunks(BATCH_CHUNK).enumerate() {
+            if i > 0 {
+                tokio::task::yield_now().await;
+            }
+            taken.extend(chunk.iter().map(|key| {
+                self.entries
+                    .remove(key.as_str())
+                    .filter(|entry| entry.is_live(now))
+                    .map(|entry| entry.value)
+            }));
+        }
+        Ok(taken)
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        self.check_open("get_with_ttl", Some(key))?;
+        let now = Instant::now();
+        Ok(self.live(key, now).map(|entry| entry.with_ttl(now)))
+    }
+
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        self.check_open("get_many_with_ttl", None)?;
+        let _gate = self.read_gate().await;
+        let now = Instant::now();
+        let mut found = Vec::with_capacity(keys.len());
+        for (i, chunk) in keys.chunks(BATCH_CHUNK).enumerate() {
+            if i > 0 {
+                tokio::task::yield_now().await;
+            }
+            found.extend(
+                chunk
+                    .iter()
+                    .map(|key| self.live(key, now).map(|entry| entry.with_ttl(now))),
+            );
+        }
+        Ok(found)
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Result<ScanPage> {
+        self.check_open("scan", None)?;
+        let mut snapshot = if cursor.is_start() {
+            // The map has no order to resume from, so the first page notes the keys under the
+            // prefix (pointers to the store's own keys) and later pages go through them.
+            Snapshot {
+                keys: self
+                    .entries
+                    .iter()
+                    .filter(|(key, _)| key.starts_with(prefix))
+                    .map(|(key, _)| key)
+                    .collect(),
+                at: 0,
+            }
+        } else {
+            cursor.into_state::<Snapshot>().ok_or_else(|| {
+                Error::backend("memory", "scan", None, "the cursor is not a memory store's")
+            })?
+        };
+        let now = Instant::now();
+        let end = (snapshot.at + options.page.max(1)).min(snapshot.keys.len());
+        let entries = snapshot.keys[snapshot.at..end]
+            .iter()
+            .filter_map(|key| {
+                let entry = self.live(key, now)?;
+                Some((key.to_string(), options.values.then_some(entry.value)))
+            })
+            .collect();
+        snapshot.at = end;
+        let next = (end < snapshot.keys.len()).then(|| ScanCursor::state(snapshot));
+        Ok(ScanPage { entries, next })
+    }
+
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        self.check_open("count_prefix", None)?;
+        let now = Instant::now();
+        Ok(self
+            .entries
+            .iter()
+            .filter(|(key, entry)| key.starts_with(prefix) && entry.is_live(now))
+            .count() as u64)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        self.check_open("purge_expired", None)?;
+        let now = Instant::now();
+        let expired: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| !entry.is_live(now))
+            .map(|(key, _)| key)
+            .collect();
+        let mut purged = 0;
+        for (i, key) in expired.into_iter().enumerate() {
+            if i > 0 && i % BATCH_CHUNK == 0 {
+                tokio::task::yield_now().await;
+            }
+            // Removed only if still expired: a key written again meanwhile stays.
+            let outcome = self
+                .entries
+                .entry(key.to_string())
+                .and_compute_with(|current| match current {
+                    Some(entry) if !entry.value().is_live(Instant::now()) => Op::Remove,
+                    _ => Op::Nop,
+                });
+            purged += u64::from(matches!(outcome, CompResult::Removed(_)));
+        }
+        self.entries.run_pending_tasks();
+        Ok(purged)
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        self.check_open("incr", Some(key))?;
+        self.check_key(key)?;
+        let now = Instant::now();
+        let mut answer = Err(Error::backend("memory", "incr", Some(key), "no answer"));
+        let outcome = self
+            .entries
+            .entry(key.to_owned())
+            .and_compute_with(|current| {
+                let (current, expires_at) = match current {
+                    Some(entry) if entry.value().is_live(now) => {
+                        let entry = entry.into_value();
+                        match parse_counter(key, &entry.value) {
+                            Ok(current) => (current, entry.expires_at),
+                            Err(error) => {
+                                answer = Err(error);
+                                return Op::Nop;
+                            }
+                        }
+                    }
+                    _ => (0, Entry::new(Bytes::new(), ttl, now).expires_at),
+                };
+                answer = add_to_counter(key, current, delta);
+                match &answer {
+                    Ok(_) if ttl == Some(Duration::ZERO) && expires_at.is_some_and(|at| at <= now) => {
+                        Op::Remove
+                    }
+                    Ok(value) => Op::Put(Entry {
+                        value: counter_bytes(*value),
+                        expires_at,
+                    }),
+                    Err(_) => Op::Nop,
+                }
+            });
+        if let CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) = &outcome {
+            self.admitted(weight(entry.key(), &entry.value().value));
+        }
+        answer
     }
 
     async fn close(&self) -> Result<()> {

@@ -5,14 +5,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cache_core::raw::{prefix_upper_bound_bytes, ttl_millis};
-use cache_core::{Backend, Bytes, Condition, Error, Result, Ttl, async_trait};
+use cache_core::{
+    Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
+};
 use sqlx::Row;
 use sqlx::postgres::types::PgInterval;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::PostgresConfig;
-use crate::core::Core;
+use crate::core::{Core, Outcome};
 
 /// TTLs clamp here: far beyond any cache's needs, and far inside `timestamptz`'s range (which
 /// ends in the year 294276) whatever the server's clock says.
@@ -123,6 +125,27 @@ fn spawn_purger(core: &Arc<Core>, every: Duration) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// The TTL of a live row from the microseconds the statements compute (`NULL`: eternal).
+fn ttl_from_micros(micros: Option<i64>) -> Ttl {
+    match micros {
+        None => Ttl::Eternal,
+        Some(micros) => Ttl::Remaining(Duration::from_micros(micros.unsigned_abs())),
+    }
+}
+
+/// Why `incr` was refused, from the SQLSTATE of its failure: the stored bytes are not UTF-8
+/// (22021) or not an integer (22P02), or the sum leaves `int8` (22003). `None` for any other
+/// failure, which is the store's.
+fn counter_refusal(code: Option<&str>, delta: i64) -> Option<String> {
+    match code? {
+        "22021" | "22P02" => {
+            Some("it holds bytes that are not the decimal ASCII of a 64-bit integer".into())
+        }
+        "22003" => Some(format!("adding {delta} overflows a 64-bit integer")),
+        _ => None,
+    }
 }
 
 /// `None` for no expiry, else the TTL in whole milliseconds (rounded up, clamped) as an interval.
@@ -438,6 +461,186 @@ impl Backend for PostgresBackend {
         let outcome = core.timed(query.fetch_one(&mut *connection)).await;
         let removed = core.settle("clear_prefix", Some(prefix), &mut connection, outcome)?;
         Ok(removed.unsigned_abs())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>> {
+        let core = &self.core;
+        let mut connection = core.acquire("take", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_as::<_, (Vec<u8>, bool)>(core.sql.take.clone())
+                    .bind(key.as_bytes())
+                    .fetch_optional(&mut *connection),
+            )
+            .await;
+        let row = core.settle("take", Some(key), &mut connection, outcome)?;
+        Ok(row.and_then(|(value, live)| live.then(|| Bytes::from(value))))
+    }
+
+    async fn take_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let core = &self.core;
+        let wanted: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let mut connection = core.acquire("take_many", None).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_as::<_, (Vec<u8>, Vec<u8>, bool)>(core.sql.take_many.clone())
+                    .bind(&wanted)
+                    .fetch_all(&mut *connection),
+            )
+            .await;
+        let rows = core.settle("take_many", None, &mut connection, outcome)?;
+        // Each row answers the first position of its key; later ones stay `None`.
+        let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(wanted.len());
+        for (position, key) in wanted.iter().enumerate().rev() {
+            first.insert(key, position);
+        }
+        let mut taken = vec![None; wanted.len()];
+        for (key, value, live) in rows {
+            if live && let Some(&position) = first.get(key.as_slice()) {
+                taken[position] = Some(Bytes::from(value));
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        let core = &self.core;
+        let mut connection = core.acquire("get_with_ttl", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_as::<_, (Vec<u8>, Option<i64>)>(core.sql.get_with_ttl.clone())
+                    .bind(key.as_bytes())
+                    .fetch_optional(&mut *connection),
+            )
+            .await;
+        let row = core.settle("get_with_ttl", Some(key), &mut connection, outcome)?;
+        Ok(row.map(|(value, micros)| (Bytes::from(value), ttl_from_micros(micros))))
+    }
+
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let core = &self.core;
+        let wanted: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let mut connection = core.acquire("get_many_with_ttl", None).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_as::<_, (Vec<u8>, Vec<u8>, Option<i64>)>(
+                    core.sql.get_many_with_ttl.clone(),
+                )
+                .bind(&wanted)
+                .fetch_all(&mut *connection),
+            )
+            .await;
+        let rows = core.settle("get_many_with_ttl", None, &mut connection, outcome)?;
+        let rows: HashMap<Vec<u8>, (Bytes, Ttl)> = rows
+            .into_iter()
+            .map(|(key, value, micros)| (key, (Bytes::from(value), ttl_from_micros(micros))))
+            .collect();
+        Ok(wanted.iter().map(|key| rows.get(*key).cloned()).collect())
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Result<ScanPage> {
+        // Keyset pages: each starts at the smallest key after the last one returned (that key
+        // and a zero byte), so a page costs the same however far the walk has come.
+        let from: Vec<u8> = match cursor.last_key() {
+            Some(last) => [last.as_bytes(), &[0]].concat(),
+            None if cursor.is_start() => prefix.as_bytes().to_vec(),
+            None => {
+                return Err(Error::backend(
+                    "postgres",
+                    "scan",
+                    None,
+                    "the cursor is not a PostgreSQL store's",
+                ));
+            }
+        };
+        let limit = i64::try_from(options.page.max(1)).unwrap_or(i64::MAX);
+        let core = &self.core;
+        let mut connection = core.acquire("scan", None).await?;
+        let query = match prefix_upper_bound_bytes(prefix.as_bytes()) {
+            Some(upper) => sqlx::query_as::<_, (Vec<u8>, Option<Vec<u8>>)>(core.sql.scan_range.clone())
+                .bind(from)
+                .bind(limit)
+                .bind(options.values)
+                .bind(upper),
+            None => sqlx::query_as::<_, (Vec<u8>, Option<Vec<u8>>)>(core.sql.scan_from.clone())
+                .bind(from)
+                .bind(limit)
+                .bind(options.values),
+        };
+        let outcome = core.timed(query.fetch_all(&mut *connection)).await;
+        let rows = core.settle("scan", None, &mut connection, outcome)?;
+        let full = rows.len() == options.page.max(1);
+        let mut entries = Vec::with_capacity(rows.len());
+        for (key, value) in rows {
+            // Keys are written from `&str`; another writer's bytes that are not UTF-8 are no
+            // key of this cache's.
+            if let Ok(key) = String::from_utf8(key) {
+                entries.push((key, value.map(Bytes::from)));
+            }
+        }
+        let next = if full {
+            entries.last().map(|(last, _)| ScanCursor::after(last.clone()))
+        } else {
+            None
+        };
+        Ok(ScanPage { entries, next })
+    }
+
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        let core = &self.core;
+        let mut connection = core.acquire("count_prefix", None).await?;
+        let query = match prefix_upper_bound_bytes(prefix.as_bytes()) {
+            Some(upper) => sqlx::query_scalar::<_, i64>(core.sql.count_range.clone())
+                .bind(prefix.as_bytes())
+                .bind(upper),
+            None => {
+                sqlx::query_scalar::<_, i64>(core.sql.count_from.clone()).bind(prefix.as_bytes())
+            }
+        };
+        let outcome = core.timed(query.fetch_one(&mut *connection)).await;
+        let live = core.settle("count_prefix", None, &mut connection, outcome)?;
+        Ok(live.unsigned_abs())
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        PostgresBackend::purge_expired(self).await
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        let core = &self.core;
+        let mut connection = core.acquire("incr", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query_scalar::<_, i64>(core.sql.incr.clone())
+                    .bind(key.as_bytes())
+                    .bind(delta)
+                    .bind(interval(ttl))
+                    .fetch_one(&mut *connection),
+            )
+            .await;
+        if let Outcome::Done(Err(sqlx::Error::Database(error))) = &outcome
+            && let Some(reason) = counter_refusal(error.code().as_deref(), delta)
+        {
+            return Err(Error::not_a_counter(key, reason));
+        }
+        core.settle_write(
+            "incr",
+            |message| key_too_long(key, message),
+            Some(key),
+            &mut connection,
+            outcome,
+        )
     }
 
     async fn close(&self) -> Result<()> {

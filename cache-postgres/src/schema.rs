@@ -57,6 +57,15 @@ pub(crate) struct Statements {
     pub clear_range: SqlStr,
     pub clear_from: SqlStr,
     pub purge: SqlStr,
+    pub take: SqlStr,
+    pub take_many: SqlStr,
+    pub get_with_ttl: SqlStr,
+    pub get_many_with_ttl: SqlStr,
+    pub scan_range: SqlStr,
+    pub scan_from: SqlStr,
+    pub count_range: SqlStr,
+    pub count_from: SqlStr,
+    pub incr: SqlStr,
 }
 
 impl Statements {
@@ -66,6 +75,16 @@ impl Statements {
         // `$3` is the TTL as an interval; a NULL interval gives a NULL (eternal) expiry.
         let upsert = "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
         let sql = |text: String| AssertSqlSafe(Arc::<str>::from(text)).into_sql_str();
+        // Microseconds left, NULL for an eternal key: see `ttl`.
+        let left = format!(
+            "CASE WHEN expires_at IS NULL OR expires_at = 'infinity' THEN NULL \
+             ELSE (extract(epoch FROM expires_at - {NOW}) * 1000000)::int8 END"
+        );
+        // The counter's text, or a string no cast accepts: a cast error is the refusal, and it
+        // leaves the row as it was. The pattern is Redis's: no sign but `-`, no spaces, no
+        // leading zeros, at most 19 digits (the cast refuses what is past `int8`).
+        let counter = "(CASE WHEN convert_from(current.value, 'UTF8') ~ '^(0|-?[1-9][0-9]{0,18})$' \
+                       THEN convert_from(current.value, 'UTF8') ELSE 'not a counter' END)::int8";
         Self {
             get: sql(format!("SELECT value FROM {t} WHERE key = $1 AND {live}")),
             get_many: sql(format!(
@@ -127,6 +146,46 @@ impl Statements {
             clear_from: sql(format!(
                 "WITH gone AS (DELETE FROM {t} WHERE key >= $1 RETURNING expires_at) \
                  SELECT count(*) FROM gone WHERE {live}"
+            )),
+            take: sql(format!("DELETE FROM {t} WHERE key = $1 RETURNING value, {live}")),
+            // Rows locked in key order, as in `delete_many`; each comes back once however often
+            // the caller named it.
+            take_many: sql(format!(
+                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} \
+                 WHERE key = ANY($1::bytea[]) ORDER BY key FOR UPDATE) \
+                 RETURNING key, value, {live}"
+            )),
+            get_with_ttl: sql(format!(
+                "SELECT value, {left} FROM {t} WHERE key = $1 AND {live}"
+            )),
+            get_many_with_ttl: sql(format!(
+                "SELECT key, value, {left} FROM {t} WHERE key = ANY($1::bytea[]) AND {live}"
+            )),
+            // Keyset pages over the primary key's index: `$1` is the prefix, then the smallest
+            // key after the last one returned; values are read only when `$3` asks.
+            scan_range: sql(format!(
+                "SELECT key, CASE WHEN $3 THEN value END FROM {t} \
+                 WHERE key >= $1 AND key < $4 AND {live} ORDER BY key LIMIT $2"
+            )),
+            scan_from: sql(format!(
+                "SELECT key, CASE WHEN $3 THEN value END FROM {t} \
+                 WHERE key >= $1 AND {live} ORDER BY key LIMIT $2"
+            )),
+            count_range: sql(format!(
+                "SELECT count(*) FROM {t} WHERE key >= $1 AND key < $2 AND {live}"
+            )),
+            count_from: sql(format!("SELECT count(*) FROM {t} WHERE key >= $1 AND {live}")),
+            // One statement: a new or expired key starts at `$2` with the TTL `$3`; a live
+            // counter adds `$2` and keeps its expiry. Concurrent increments queue on the row lock.
+            incr: sql(format!(
+                "INSERT INTO {t} AS current (key, value, expires_at) \
+                 VALUES ($1, convert_to($2::int8::text, 'UTF8'), {NOW} + $3::interval) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 value = CASE WHEN current.expires_at <= {NOW} THEN excluded.value \
+                 ELSE convert_to(({counter} + $2::int8)::text, 'UTF8') END, \
+                 expires_at = CASE WHEN current.expires_at <= {NOW} THEN excluded.expires_at \
+                 ELSE current.expires_at END \
+                 RETURNING convert_from(value, 'UTF8')::int8"
             )),
             // Batches keep each statement short, and SKIP LOCKED lets several processes purge at
             // once without waiting on each other. The outer condition is checked again on the

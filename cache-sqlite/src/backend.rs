@@ -4,8 +4,10 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use cache_core::raw::{prefix_upper_bound, ttl_millis};
-use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait};
+use cache_core::raw::{add_to_counter, counter_bytes, parse_counter, prefix_upper_bound, ttl_millis};
+use cache_core::{
+    Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
+};
 use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, params};
 
@@ -400,9 +402,226 @@ impl Backend for SqliteBackend {
             .map_err(|failure| map_sqlite_error("clear_prefix", None, failure))
     }
 
+    async fn take(&self, key: &str) -> Result<Option<Bytes>> {
+        let owned = key.to_owned();
+        self.workers
+            .write(move |conn, now| {
+                conn.check_key(&owned)?;
+                take_row(conn, &owned, now)
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("take", Some(key), failure))
+    }
+
+    async fn take_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = keys.to_vec();
+        self.workers
+            .write(move |conn, now| {
+                conn.check_keys(keys.iter().map(String::as_str))?;
+                // One transaction: each row goes with its value; a key named again finds none.
+                keys.iter().map(|key| take_row(conn, key, now)).collect()
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("take_many", None, failure))
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        let owned = key.to_owned();
+        self.workers
+            .read(move |conn, now| {
+                conn.check_key(&owned)?;
+                conn.db
+                    .prepare_cached(&conn.sql.get_with_ttl)?
+                    .query_row(params![owned, now], |row| {
+                        Ok((blob(row, 0)?, ttl_at(row.get(1)?, now)))
+                    })
+                    .optional()
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("get_with_ttl", Some(key), failure))
+    }
+
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = keys.len();
+        let mut array = key_array(keys);
+        self.workers
+            .read(move |conn, now| {
+                conn.check_keys(array_keys(&array))?;
+                with_array(&mut array, |array| {
+                    let mut found = vec![None; count];
+                    let mut statement = conn.db.prepare_cached(&conn.sql.get_many_with_ttl)?;
+                    let mut rows = statement.query(params![array, now])?;
+                    while let Some(row) = rows.next()? {
+                        let position: i64 = row.get(0)?;
+                        let slot = usize::try_from(position - 1)
+                            .ok()
+                            .and_then(|index| found.get_mut(index));
+                        if let Some(slot) = slot {
+                            *slot = Some((blob(row, 1)?, ttl_at(row.get(2)?, now)));
+                        }
+                    }
+                    Ok(found)
+                })
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("get_many_with_ttl", None, failure))
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Result<ScanPage> {
+        // Keyset pages: each starts at the smallest key after the last one returned (that key
+        // and a NUL), so a page costs the same however far the walk has come.
+        let from = match cursor.last_key() {
+            Some(last) => format!("{last}\0"),
+            None if cursor.is_start() => prefix.to_owned(),
+            None => {
+                return Err(Error::backend(
+                    "sqlite",
+                    "scan",
+                    None,
+                    "the cursor is not a SQLite store's",
+                ));
+            }
+        };
+        let prefix = prefix.to_owned();
+        let upper = prefix_upper_bound(&prefix);
+        let limit = i64::try_from(options.page.max(1)).unwrap_or(i64::MAX);
+        let values = options.values;
+        let entries = self
+            .workers
+            .read(move |conn, now| {
+                conn.check_key(&from)?;
+                let sql = &conn.sql;
+                let mut statement = match upper {
+                    Some(_) => conn.db.prepare_cached(&sql.scan_range)?,
+                    None => conn.db.prepare_cached(&sql.scan_from)?,
+                };
+                let mut rows = match &upper {
+                    Some(upper) => statement.query(params![from, now, limit, values, upper])?,
+                    None => statement.query(params![from, now, limit, values])?,
+                };
+                let mut entries = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let key: String = row.get(0)?;
+                    let value = if values { Some(blob(row, 1)?) } else { None };
+                    entries.push((key, value));
+                }
+                Ok(entries)
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("scan", None, failure))?;
+        let full = u64::try_from(entries.len()).ok() == u64::try_from(limit).ok();
+        let next = match entries.last() {
+            Some((last, _)) if full && last.starts_with(prefix.as_str()) => {
+                Some(ScanCursor::after(last.clone()))
+            }
+            _ => None,
+        };
+        Ok(ScanPage { entries, next })
+    }
+
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        let lower = prefix.to_owned();
+        let upper = prefix_upper_bound(prefix);
+        self.workers
+            .read(move |conn, now| {
+                conn.check_key(&lower)?;
+                let sql = &conn.sql;
+                let live: i64 = match &upper {
+                    Some(upper) => conn
+                        .db
+                        .prepare_cached(&sql.count_live_range)?
+                        .query_row(params![lower, now, upper], |row| row.get(0))?,
+                    None => conn
+                        .db
+                        .prepare_cached(&sql.count_live_from)?
+                        .query_row(params![lower, now], |row| row.get(0))?,
+                };
+                Ok(live.unsigned_abs())
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("count_prefix", None, failure))
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        SqliteBackend::purge_expired(self).await
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        let owned = key.to_owned();
+        let expiry = Expiry::of(ttl);
+        // A refusal is the job's answer, not a failure: the rest of its group commits.
+        self.workers
+            .write(move |conn, now| {
+                conn.check_key(&owned)?;
+                let sql = &conn.sql;
+                let current = conn
+                    .db
+                    .prepare_cached(&sql.counter)?
+                    .query_row(params![owned, now], |row| {
+                        Ok((blob(row, 0)?, row.get::<_, Option<i64>>(1)?))
+                    })
+                    .optional()?;
+                let (current, expires_at) = match current {
+                    Some((bytes, expires_at)) => match parse_counter(&owned, &bytes) {
+                        Ok(current) => (current, expires_at),
+                        Err(error) => return Ok(Err(error)),
+                    },
+                    None => (0, expiry.at(now)),
+                };
+                let value = match add_to_counter(&owned, current, delta) {
+                    Ok(value) => value,
+                    Err(error) => return Ok(Err(error)),
+                };
+                if matches!(expiry, Expiry::Gone) && expires_at.is_none_or(|at| at <= now) {
+                    conn.db.prepare_cached(&sql.delete)?.execute([&owned])?;
+                } else {
+                    conn.db.prepare_cached(&sql.upsert)?.execute(params![
+                        owned,
+                        &counter_bytes(value)[..],
+                        expires_at
+                    ])?;
+                }
+                Ok(Ok(value))
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("incr", Some(key), failure))?
+    }
+
     async fn close(&self) -> Result<()> {
         self.workers.close().await;
         Ok(())
+    }
+}
+
+/// Deletes `key` whatever its state and returns its value if it was live.
+fn take_row(conn: &Conn, key: &str, now: i64) -> rusqlite::Result<Option<Bytes>> {
+    let mut statement = conn.db.prepare_cached(&conn.sql.take)?;
+    let mut rows = statement.query(params![key, now])?;
+    let mut taken = None;
+    while let Some(row) = rows.next()? {
+        if row.get::<_, bool>(1)? {
+            taken = Some(blob(row, 0)?);
+        }
+    }
+    Ok(taken)
+}
+
+/// The TTL of a live row from its `expires_at`.
+fn ttl_at(expires_at: Option<i64>, now: i64) -> Ttl {
+    match expires_at {
+        None => Ttl::Eternal,
+        Some(at) => Ttl::Remaining(Duration::from_millis(at.saturating_sub(now).unsigned_abs())),
     }
 }
 

@@ -59,6 +59,12 @@ pub(crate) struct Sql {
     pub(crate) delete_from: String,
     pub(crate) delete_range: String,
     pub(crate) purge: String,
+    pub(crate) take: String,
+    pub(crate) get_with_ttl: String,
+    pub(crate) get_many_with_ttl: String,
+    pub(crate) scan_from: String,
+    pub(crate) scan_range: String,
+    pub(crate) counter: String,
     pub(crate) create_table: String,
     pub(crate) create_index: String,
 }
@@ -107,6 +113,23 @@ impl Sql {
                 "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} \
                  WHERE expires_at <= ?1 LIMIT ?2)"
             ),
+            take: format!("DELETE FROM {t} WHERE key = ?1 RETURNING value, {live}"),
+            get_with_ttl: format!("SELECT value, expires_at FROM {t} WHERE key = ?1 AND {live}"),
+            get_many_with_ttl: format!(
+                "SELECT a.rowid, t.value, t.expires_at FROM rarray(?1) AS a CROSS JOIN {t} AS t \
+                 ON t.key = a.value WHERE (t.expires_at IS NULL OR t.expires_at > ?2)"
+            ),
+            // A walk's page: a range of the key index from `?1` (the prefix, then the smallest
+            // key after the last one returned), in key order, values read only when `?4` asks.
+            scan_from: format!(
+                "SELECT key, CASE WHEN ?4 THEN value END FROM {t} \
+                 WHERE key >= ?1 AND {live} ORDER BY key LIMIT ?3"
+            ),
+            scan_range: format!(
+                "SELECT key, CASE WHEN ?4 THEN value END FROM {t} \
+                 WHERE key >= ?1 AND key < ?5 AND {live} ORDER BY key LIMIT ?3"
+            ),
+            counter: format!("SELECT value, expires_at FROM {t} WHERE key = ?1 AND {live}"),
             // A rowid table on purpose: WITHOUT ROWID would keep whole rows, values included, in
             // the interior b-tree pages, so that a seek past a row holding a 4 MiB value reads
             // all 4 MiB (observed: a 20,000-key delete_many took 8-18 s instead of 0.1 s).

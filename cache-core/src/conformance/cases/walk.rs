@@ -120,19 +120,18 @@ pub async fn scan_during_writes_returns_every_steady_key_once(ctx: Ctx) -> Resul
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn = {
         let (peer, stop) = (Arc::clone(ctx.peer()), Arc::clone(&stop));
-        let prefix = ctx.prefix().to_owned();
         tokio::spawn(async move {
             let mut round = 0_usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // Bounded, so that a walk that never ends fails rather than runs forever.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && round < 2_000 {
                 let start = (round * 100) % churned.len();
                 let chunk = &churned[start..(start + 100).min(churned.len())];
                 peer.delete_many(chunk).await?;
-                let fresh: Vec<(String, Bytes)> = (0..100)
-                    .map(|i| (format!("{prefix}n{round}-{i}"), bytes("new")))
-                    .collect();
-                peer.set_many(fresh, None).await?;
-                round += 1;
                 tokio::task::yield_now().await;
+                let back: Vec<(String, Bytes)> =
+                    chunk.iter().map(|key| (key.clone(), bytes("again"))).collect();
+                peer.set_many(back, None).await?;
+                round += 1;
             }
             Ok::<_, Error>(round)
         })
