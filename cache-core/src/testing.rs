@@ -253,11 +253,10 @@ impl Backend for ReferenceBackend {
         let entries = self.lock().await;
         let now = Instant::now();
         let from = cursor.last_key().map_or(Bound::Unbounded, Bound::Excluded);
-        let page: Vec<(String, Option<Bytes>)> =
-            Self::live_range(&entries, prefix, from, now)
-                .take(options.page.max(1))
-                .map(|(key, entry)| (key.clone(), options.values.then(|| entry.value.clone())))
-                .collect();
+        let page: Vec<(String, Option<Bytes>)> = Self::live_range(&entries, prefix, from, now)
+            .take(options.page.max(1))
+            .map(|(key, entry)| (key.clone(), options.values.then(|| entry.value.clone())))
+            .collect();
         let next = match page.last() {
             Some((last, _)) if page.len() == options.page.max(1) => {
                 Some(ScanCursor::after(last.clone()))

@@ -624,7 +624,10 @@ impl Backend for MemoryBackend {
                 };
                 answer = add_to_counter(key, current, delta);
                 match &answer {
-                    Ok(_) if ttl == Some(Duration::ZERO) && expires_at.is_some_and(|at| at <= now) => {
+                    Ok(_)
+                        if ttl == Some(Duration::ZERO)
+                            && expires_at.is_some_and(|at| at <= now) =>
+                    {
                         Op::Remove
                     }
                     Ok(value) => Op::Put(Entry {

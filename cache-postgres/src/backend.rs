@@ -568,11 +568,13 @@ impl Backend for PostgresBackend {
         let core = &self.core;
         let mut connection = core.acquire("scan", None).await?;
         let query = match prefix_upper_bound_bytes(prefix.as_bytes()) {
-            Some(upper) => sqlx::query_as::<_, (Vec<u8>, Option<Vec<u8>>)>(core.sql.scan_range.clone())
-                .bind(from)
-                .bind(limit)
-                .bind(options.values)
-                .bind(upper),
+            Some(upper) => {
+                sqlx::query_as::<_, (Vec<u8>, Option<Vec<u8>>)>(core.sql.scan_range.clone())
+                    .bind(from)
+                    .bind(limit)
+                    .bind(options.values)
+                    .bind(upper)
+            }
             None => sqlx::query_as::<_, (Vec<u8>, Option<Vec<u8>>)>(core.sql.scan_from.clone())
                 .bind(from)
                 .bind(limit)
@@ -590,7 +592,9 @@ impl Backend for PostgresBackend {
             }
         }
         let next = if full {
-            entries.last().map(|(last, _)| ScanCursor::after(last.clone()))
+            entries
+                .last()
+                .map(|(last, _)| ScanCursor::after(last.clone()))
         } else {
             None
         };

@@ -147,7 +147,9 @@ impl Statements {
                 "WITH gone AS (DELETE FROM {t} WHERE key >= $1 RETURNING expires_at) \
                  SELECT count(*) FROM gone WHERE {live}"
             )),
-            take: sql(format!("DELETE FROM {t} WHERE key = $1 RETURNING value, {live}")),
+            take: sql(format!(
+                "DELETE FROM {t} WHERE key = $1 RETURNING value, {live}"
+            )),
             // Rows locked in key order, as in `delete_many`; each comes back once however often
             // the caller named it.
             take_many: sql(format!(
@@ -174,7 +176,9 @@ impl Statements {
             count_range: sql(format!(
                 "SELECT count(*) FROM {t} WHERE key >= $1 AND key < $2 AND {live}"
             )),
-            count_from: sql(format!("SELECT count(*) FROM {t} WHERE key >= $1 AND {live}")),
+            count_from: sql(format!(
+                "SELECT count(*) FROM {t} WHERE key >= $1 AND {live}"
+            )),
             // One statement: a new or expired key starts at `$2` with the TTL `$3`; a live
             // counter adds `$2` and keeps its expiry. Concurrent increments queue on the row lock.
             incr: sql(format!(

@@ -2,14 +2,18 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::raw::ttl_millis;
-use cache_core::{Backend, Bytes, Condition, Result, Ttl, async_trait};
+use cache_core::{
+    Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
+};
 use futures_util::future::try_join_all;
 use redis::{Cmd, Pipeline, RedisError, Value};
 
-use crate::cluster::Node;
+use crate::cluster::{Node, NodeBatch, Topology};
 use crate::config::RedisConfig;
 use crate::core::{Core, STORE, foreign_type};
 
@@ -158,14 +162,9 @@ impl RedisBackend {
         let mut pending: Vec<Vec<u8>> = Vec::new();
         let mut removed = 0;
         loop {
-            let (next, keys) = match node {
-                Some(node) => self.scan_node(node, cursor, &pattern).await?,
-                None => {
-                    self.core
-                        .query("clear_prefix", None, &scan(cursor, &pattern))
-                        .await?
-                }
-            };
+            let (next, keys) = self
+                .scan_page("clear_prefix", node, cursor, &pattern, SCAN_COUNT)
+                .await?;
             // MATCH already chose these; the check makes the byte-prefix rule hold by itself.
             pending.extend(
                 keys.into_iter()
@@ -184,6 +183,28 @@ impl RedisBackend {
         }
     }
 
+    /// One `SCAN` page of the server, or of one primary of a cluster.
+    async fn scan_page(
+        &self,
+        operation: &'static str,
+        node: Option<&Node>,
+        cursor: u64,
+        pattern: &[u8],
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        match node {
+            Some(node) => {
+                self.scan_node(operation, node, cursor, pattern, count)
+                    .await
+            }
+            None => {
+                self.core
+                    .query(operation, None, &scan(cursor, pattern, count))
+                    .await
+            }
+        }
+    }
+
     /// One `SCAN` page of one primary of a cluster. The `SCAN` travels with a `CLUSTER MYID`, so
     /// that a page from any other node (the slot map changed, or the node is down and redis-rs
     /// picked another) is an error rather than a silently wrong count. The first page may be
@@ -192,22 +213,29 @@ impl RedisBackend {
     /// redirection to it.
     async fn scan_node(
         &self,
+        operation: &'static str,
         node: &Node,
         cursor: u64,
         pattern: &[u8],
+        count: usize,
     ) -> Result<(u64, Vec<Vec<u8>>)> {
-        if let Some(page) = self.scan_node_once(node, cursor, pattern).await? {
+        if let Some(page) = self
+            .scan_node_once(operation, node, cursor, pattern, count)
+            .await?
+        {
             return Ok(page);
         }
         self.core.follow_moved_slot(node.any_slot).await;
         if cursor == 0
-            && let Some(page) = self.scan_node_once(node, cursor, pattern).await?
+            && let Some(page) = self
+                .scan_node_once(operation, node, cursor, pattern, count)
+                .await?
         {
             return Ok(page);
         }
         self.core.forget_topology();
         Err(self.core.map_redis_error(
-            "clear_prefix",
+            operation,
             None,
             unexpected("a SCAN meant for one primary reached another; the slot map changed"),
         ))
@@ -216,43 +244,93 @@ impl RedisBackend {
     /// One `SCAN` page of `node`, or `None` when the page came from another node.
     async fn scan_node_once(
         &self,
+        operation: &'static str,
         node: &Node,
         cursor: u64,
         pattern: &[u8],
+        count: usize,
     ) -> Result<Option<(u64, Vec<Vec<u8>>)>> {
-        const OPERATION: &str = "clear_prefix";
         let mut pipeline = Pipeline::with_capacity(2);
         pipeline.cmd("CLUSTER").arg("MYID");
-        pipeline.add_command(scan(cursor, pattern));
-        let mut connection = self.core.connection(OPERATION, None)?;
+        pipeline.add_command(scan(cursor, pattern, count));
+        let mut connection = self.core.connection(operation, None)?;
         let replies = self
             .core
             .within(
-                OPERATION,
+                operation,
                 None,
                 connection.send_pipeline(pipeline, Some(node.any_slot)),
             )
             .await?;
         let [id, page] = <[Value; 2]>::try_from(replies).map_err(|_| {
             self.core
-                .map_redis_error(OPERATION, None, unexpected("two replies to MYID and SCAN"))
+                .map_redis_error(operation, None, unexpected("two replies to MYID and SCAN"))
         })?;
-        let id: String = self.parse(OPERATION, None, id)?;
+        let id: String = self.parse(operation, None, id)?;
         if id != node.id {
             return Ok(None);
         }
-        self.parse(OPERATION, None, page).map(Some)
+        self.parse(operation, None, page).map(Some)
     }
 }
 
-fn scan(cursor: u64, pattern: &[u8]) -> Cmd {
+/// Where a walk of a Redis store stands: the node (of a cluster's primaries as the slot map
+/// named them when the walk began), its `SCAN` cursor, and a 128-bit fingerprint of every key
+/// returned so far. `SCAN` may return a key twice (while the server resizes its table), and the
+/// fingerprints keep such a key from coming twice: 16 bytes per key walked.
+struct RedisWalk {
+    topology: Option<Arc<Topology>>,
+    node: usize,
+    cursor: u64,
+    seen: HashSet<u128>,
+    hashers: (RandomState, RandomState),
+}
+
+impl RedisWalk {
+    /// Whether `key` is new to the walk (and now seen).
+    fn first_sight(&mut self, key: &[u8]) -> bool {
+        let high = u128::from(self.hashers.0.hash_one(key));
+        let low = u128::from(self.hashers.1.hash_one(key));
+        self.seen.insert(high << 64 | low)
+    }
+}
+
+/// The replies of a `MULTI` … `EXEC` of `queued` commands in a pipeline: `OK`, one `QUEUED`
+/// each, then `EXEC`'s array, which this returns.
+fn exec_reply(replies: &mut impl Iterator<Item = Value>, queued: usize) -> Option<Vec<Value>> {
+    let exec = replies.nth(queued + 1)?;
+    match exec {
+        Value::Array(values) => Some(values),
+        _ => None,
+    }
+}
+
+/// Why Redis refused an `INCRBY` (not an integer, an overflow, another type), if it did. The
+/// refusal may come alone or inside a transaction's or pipeline's errors.
+fn counter_refusal(error: &RedisError) -> Option<String> {
+    let errors = error.clone().into_server_errors()?;
+    errors.iter().find_map(|(_, error)| {
+        let detail = error.details().unwrap_or_default();
+        if error.code() == "WRONGTYPE" {
+            Some("the key holds a Redis type other than a string".into())
+        } else if detail.contains("not an integer") {
+            Some("it holds bytes that are not the decimal ASCII of a 64-bit integer".into())
+        } else if detail.contains("overflow") {
+            Some("the sum overflows a 64-bit integer".into())
+        } else {
+            None
+        }
+    })
+}
+
+fn scan(cursor: u64, pattern: &[u8], count: usize) -> Cmd {
     let mut command = redis::cmd("SCAN");
     command
         .arg(cursor)
         .arg("MATCH")
         .arg(pattern)
         .arg("COUNT")
-        .arg(SCAN_COUNT);
+        .arg(count);
     command
 }
 
@@ -538,14 +616,7 @@ impl Backend for RedisBackend {
             .core
             .query("ttl", Some(key), redis::cmd("PTTL").arg(key))
             .await?;
-        Ok(match millis {
-            -1 => Some(Ttl::Eternal),
-            millis if millis >= 0 => {
-                Some(Ttl::Remaining(Duration::from_millis(millis.unsigned_abs())))
-            }
-            // -2: no such key (or it expired).
-            _ => None,
-        })
+        Ok(ttl_of(millis))
     }
 
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
@@ -566,9 +637,309 @@ impl Backend for RedisBackend {
         Ok(cleared.into_iter().sum())
     }
 
+    async fn take(&self, key: &str) -> Result<Option<Bytes>> {
+        self.core
+            .query("take", Some(key), redis::cmd("GETDEL").arg(key))
+            .await
+    }
+
+    async fn take_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        const OPERATION: &str = "take_many";
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        // One transaction of `GETDEL`s per slot. Not repeated: a repeat would find taken keys
+        // gone and lose their values.
+        let (batches, replies) = self
+            .core
+            .send_keyed(OPERATION, &names, false, |slots| {
+                let mut pipeline = Pipeline::new();
+                for positions in slots {
+                    pipeline.cmd("MULTI");
+                    for &position in positions {
+                        pipeline.cmd("GETDEL").arg(names[position]);
+                    }
+                    pipeline.cmd("EXEC");
+                }
+                pipeline
+            })
+            .await?;
+        let mut taken = vec![None; keys.len()];
+        self.fill_from_transactions(OPERATION, &batches, replies, |positions, values| {
+            for (&position, value) in positions.iter().zip(values) {
+                taken[position] = self.parse(OPERATION, Some(&keys[position]), value)?;
+            }
+            Ok(())
+        })?;
+        Ok(taken)
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        const OPERATION: &str = "get_with_ttl";
+        let mut pipeline = redis::pipe();
+        pipeline.atomic().cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let mut connection = self.core.connection(OPERATION, Some(key))?;
+        let (value, millis): (Option<Bytes>, i64) = self
+            .core
+            .within(OPERATION, Some(key), pipeline.query_async(&mut connection))
+            .await?;
+        Ok(value.and_then(|value| Some((value, ttl_of(millis)?))))
+    }
+
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        const OPERATION: &str = "get_many_with_ttl";
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        // Per slot, one transaction: an `MGET` and a `PTTL` of each key, read at one instant.
+        let (batches, replies) = self
+            .core
+            .send_keyed(OPERATION, &names, true, |slots| {
+                let mut pipeline = Pipeline::new();
+                for positions in slots {
+                    pipeline.cmd("MULTI");
+                    let command = pipeline.cmd("MGET");
+                    for &position in positions {
+                        command.arg(names[position]);
+                    }
+                    for &position in positions {
+                        pipeline.cmd("PTTL").arg(names[position]);
+                    }
+                    pipeline.cmd("EXEC");
+                }
+                pipeline
+            })
+            .await?;
+        let mut found = vec![None; keys.len()];
+        let mut batches_replies = batches.iter().zip(replies);
+        for (batch, replies) in batches_replies.by_ref() {
+            let mut replies = replies.into_iter();
+            for positions in &batch.slots {
+                let answers = exec_reply(&mut replies, positions.len() + 1).ok_or_else(|| {
+                    self.core.map_redis_error(
+                        OPERATION,
+                        None,
+                        unexpected("a MULTI/EXEC transaction was aborted"),
+                    )
+                })?;
+                let mut answers = answers.into_iter();
+                let values: Vec<Option<Bytes>> =
+                    self.parse(OPERATION, None, answers.next().unwrap_or(Value::Nil))?;
+                for ((&position, value), millis) in positions.iter().zip(values).zip(answers) {
+                    let millis: i64 = self.parse(OPERATION, Some(&keys[position]), millis)?;
+                    found[position] = match (value, ttl_of(millis)) {
+                        (Some(value), Some(ttl)) => Some((value, ttl)),
+                        (None, None) => None,
+                        // In one transaction, a key with a TTL but no value holds another type.
+                        (None, Some(_)) => return Err(crate::core::foreign_type(&keys[position])),
+                        (Some(_), None) => None,
+                    };
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Result<ScanPage> {
+        const OPERATION: &str = "scan";
+        let mut walk = if cursor.is_start() {
+            RedisWalk {
+                // A primary missing from a kept slot map would never be walked: read it afresh.
+                topology: if self.core.is_cluster() {
+                    Some(self.core.refresh_topology(OPERATION).await?)
+                } else {
+                    None
+                },
+                node: 0,
+                cursor: 0,
+                seen: HashSet::new(),
+                hashers: (RandomState::new(), RandomState::new()),
+            }
+        } else {
+            cursor.into_state::<RedisWalk>().ok_or_else(|| {
+                Error::backend(STORE, OPERATION, None, "the cursor is not a Redis store's")
+            })?
+        };
+        let nodes = walk
+            .topology
+            .as_ref()
+            .map_or(1, |topology| topology.primaries().len());
+        if walk.node >= nodes {
+            return Ok(ScanPage::default());
+        }
+        let node = walk
+            .topology
+            .as_ref()
+            .map(|topology| topology.primaries()[walk.node].clone());
+        let pattern = prefix_pattern(prefix);
+        let (next, names) = self
+            .scan_page(
+                OPERATION,
+                node.as_ref(),
+                walk.cursor,
+                &pattern,
+                options.page.max(1),
+            )
+            .await?;
+        let keys: Vec<String> = names
+            .into_iter()
+            .filter(|name| name.starts_with(prefix.as_bytes()) && walk.first_sight(name))
+            // Keys this store writes are UTF-8; another client's that are not are no cache key.
+            .filter_map(|name| String::from_utf8(name).ok())
+            .collect();
+        // A node's walk ends when its cursor comes back to 0.
+        if next == 0 {
+            walk.node += 1;
+        }
+        walk.cursor = next;
+        let entries = if options.values {
+            self.values_of(keys).await?
+        } else {
+            keys.into_iter().map(|key| (key, None)).collect()
+        };
+        let next = (walk.node < nodes).then(|| ScanCursor::state(walk));
+        Ok(ScanPage { entries, next })
+    }
+
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        let mut cursor = ScanCursor::start();
+        let mut count = 0;
+        let options = ScanOptions {
+            page: SCAN_COUNT,
+            values: false,
+        };
+        loop {
+            let page = self.scan(prefix, cursor, options).await?;
+            count += page.entries.len() as u64;
+            match page.next {
+                Some(next) => cursor = next,
+                None => return Ok(count),
+            }
+        }
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        // Redis removes expired keys by itself, and none is ever visible.
+        Ok(0)
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        const OPERATION: &str = "incr";
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        if let Some(ttl) = ttl {
+            // A new counter is created with its TTL first; `NX` leaves a live one (and its
+            // expiry) alone. `PX` must be positive, so a zero TTL lasts a millisecond.
+            pipeline
+                .cmd("SET")
+                .arg(key)
+                .arg(0)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_millis(ttl).max(1))
+                .ignore();
+        }
+        pipeline.cmd("INCRBY").arg(key).arg(delta);
+        let mut connection = self.core.connection(OPERATION, Some(key))?;
+        // A refusal is the answer, not the store failing: it comes out of the request as such.
+        let request = async {
+            match pipeline.query_async::<(i64,)>(&mut connection).await {
+                Ok((value,)) => Ok(Ok(value)),
+                Err(error) => match counter_refusal(&error) {
+                    Some(reason) => Ok(Err(reason)),
+                    None => Err(error),
+                },
+            }
+        };
+        match self.core.within(OPERATION, Some(key), request).await? {
+            Ok(value) => Ok(value),
+            Err(reason) => Err(Error::not_a_counter(key, reason)),
+        }
+    }
+
     async fn close(&self) -> Result<()> {
         self.core.close();
         Ok(())
+    }
+}
+
+impl RedisBackend {
+    /// Hands each transaction's `EXEC` array of a keyed batch to `fill` with its slot's
+    /// positions.
+    fn fill_from_transactions(
+        &self,
+        operation: &'static str,
+        batches: &[NodeBatch],
+        replies: Vec<Vec<Value>>,
+        mut fill: impl FnMut(&[usize], Vec<Value>) -> Result<()>,
+    ) -> Result<()> {
+        for (batch, replies) in batches.iter().zip(replies) {
+            let mut replies = replies.into_iter();
+            for positions in &batch.slots {
+                let values = exec_reply(&mut replies, positions.len()).ok_or_else(|| {
+                    self.core.map_redis_error(
+                        operation,
+                        None,
+                        unexpected("a MULTI/EXEC transaction was aborted"),
+                    )
+                })?;
+                fill(positions, values)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The values of `keys`, one `MGET` per slot; keys that expired or hold another type
+    /// meanwhile are left out.
+    async fn values_of(&self, keys: Vec<String>) -> Result<Vec<(String, Option<Bytes>)>> {
+        const OPERATION: &str = "scan";
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let (batches, replies) = self
+            .core
+            .send_keyed(OPERATION, &names, true, |slots| {
+                let mut pipeline = Pipeline::with_capacity(slots.len());
+                for positions in slots {
+                    let command = pipeline.cmd("MGET");
+                    for &position in positions {
+                        command.arg(names[position]);
+                    }
+                }
+                pipeline
+            })
+            .await?;
+        let mut values: Vec<Option<Bytes>> = vec![None; keys.len()];
+        for (batch, replies) in batches.iter().zip(replies) {
+            for (positions, reply) in batch.slots.iter().zip(replies) {
+                let found: Vec<Option<Bytes>> = self.parse(OPERATION, None, reply)?;
+                for (&position, value) in positions.iter().zip(found) {
+                    values[position] = value;
+                }
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .zip(values)
+            .filter_map(|(key, value)| Some((key, Some(value?))))
+            .collect())
+    }
+}
+
+/// A `PTTL` reply as a TTL: `None` for a missing key (-2).
+fn ttl_of(millis: i64) -> Option<Ttl> {
+    match millis {
+        -1 => Some(Ttl::Eternal),
+        millis if millis >= 0 => Some(Ttl::Remaining(Duration::from_millis(millis.unsigned_abs()))),
+        _ => None,
     }
 }
 

@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use cache_core::raw::{add_to_counter, counter_bytes, parse_counter, prefix_upper_bound, ttl_millis};
+use cache_core::raw::{
+    add_to_counter, counter_bytes, parse_counter, prefix_upper_bound, ttl_millis,
+};
 use cache_core::{
     Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
 };

@@ -198,7 +198,10 @@ mod tests {
         );
         assert!(text.contains("SKIP  whole_store::clear"), "{text}");
         assert!(text.contains("N/A   take::take_race"), "{text}");
-        assert!(text.contains("      the custom store does not support take\n"), "{text}");
+        assert!(
+            text.contains("      the custom store does not support take\n"),
+            "{text}"
+        );
         assert!(
             text.ends_with("\n1 passed, 1 failed, 1 skipped, 1 not applicable\n"),
             "{text}"

@@ -421,7 +421,9 @@ pub async fn run_all_on_one_store(backend: Arc<dyn Backend>, peer: Option<Arc<dy
             Verdict::Passed => None,
             Verdict::Failed(why) => Some(format!("{}: {why}", report.case)),
             Verdict::NotRun(why) => Some(format!("{} was not run: {why}", report.case)),
-            Verdict::NotApplicable(why) => Some(format!("{} is not applicable: {why}", report.case)),
+            Verdict::NotApplicable(why) => {
+                Some(format!("{} is not applicable: {why}", report.case))
+            }
         })
         .collect();
     assert!(

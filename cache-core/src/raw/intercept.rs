@@ -256,9 +256,7 @@ impl<I: Intercept> Forward for Intercepted<I> {
 
     async fn purge_expired(&self) -> Result<u64> {
         let call = self.call("purge_expired", 0, None);
-        self.0
-            .intercept(call, self.0.inner().purge_expired())
-            .await
+        self.0.intercept(call, self.0.inner().purge_expired()).await
     }
 
     async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {

@@ -18,7 +18,10 @@ pub async fn incr_returns_each_sum_and_stores_decimal_text(ctx: Ctx) -> Result<(
     assert_eq!(ctx.peer().incr(&key, -7, None).await?, -2);
     assert_eq!(ctx.backend().incr(&key, 0, None).await?, -2);
     assert_eq!(ctx.peer().get(&key).await?, Some(bytes("-2")));
-    assert_eq!(ctx.backend().incr(&key, 1_000_000_007, None).await?, 1_000_000_005);
+    assert_eq!(
+        ctx.backend().incr(&key, 1_000_000_007, None).await?,
+        1_000_000_005
+    );
     assert_eq!(ctx.backend().get(&key).await?, Some(bytes("1000000005")));
     // A counter another client wrote as text counts on.
     let written = ctx.key("written");
@@ -78,7 +81,10 @@ pub async fn incr_ttl_is_set_at_creation_and_kept(ctx: Ctx) -> Result<()> {
     assert_eq!(ctx.peer().incr(&timed, 1, Some(YEAR)).await?, 2);
     assert_eq!(ctx.backend().incr(&timed, 1, None).await?, 3);
     let later = remaining(ctx.backend().ttl(&timed).await?);
-    assert!(later <= first, "an increment moved the expiry from {first:?} to {later:?}");
+    assert!(
+        later <= first,
+        "an increment moved the expiry from {first:?} to {later:?}"
+    );
     ctx.backend().incr(&eternal, 1, None).await?;
     ctx.backend().incr(&eternal, 1, Some(LONG_TTL)).await?;
     assert_eq!(ctx.backend().ttl(&eternal).await?, Some(Ttl::Eternal));
@@ -112,7 +118,10 @@ pub async fn incr_refuses_a_value_that_is_not_a_counter(ctx: Ctx) -> Result<()> 
             other => panic!("incr of {value:?} answered {other:?}"),
         }
         assert_eq!(ctx.peer().get(&key).await?, Some(value));
-        assert!(matches!(ctx.backend().ttl(&key).await?, Some(Ttl::Remaining(_))));
+        assert!(matches!(
+            ctx.backend().ttl(&key).await?,
+            Some(Ttl::Remaining(_))
+        ));
     }
     Ok(())
 }
@@ -126,7 +135,10 @@ pub async fn incr_overflow_is_refused(ctx: Ctx) -> Result<()> {
         ctx.backend().incr(&high, 1, None).await,
         Err(Error::NotACounter { .. })
     ));
-    assert_eq!(ctx.peer().get(&high).await?, Some(Bytes::from(i64::MAX.to_string())));
+    assert_eq!(
+        ctx.peer().get(&high).await?,
+        Some(Bytes::from(i64::MAX.to_string()))
+    );
     assert_eq!(ctx.backend().incr(&high, -1, None).await?, i64::MAX - 1);
     assert_eq!(ctx.backend().incr(&low, i64::MIN, None).await?, i64::MIN);
     assert!(matches!(

@@ -70,7 +70,12 @@ pub async fn take_race_of_64_tasks_has_one_winner(ctx: Ctx) -> Result<()> {
         for task in tasks {
             winners.extend(joined(task.await)??);
         }
-        assert_eq!(winners, vec![value], "round {round}: {} takers won", winners.len());
+        assert_eq!(
+            winners,
+            vec![value],
+            "round {round}: {} takers won",
+            winners.len()
+        );
         assert_eq!(ctx.backend().get(&key).await?, None);
     }
     Ok(())
@@ -95,7 +100,14 @@ pub async fn take_many_takes_each_key_once(ctx: Ctx) -> Result<()> {
     let taken = ctx.backend().take_many(&asked).await?;
     assert_eq!(
         taken,
-        vec![Some(bytes("1")), None, Some(bytes("2")), None, None, Some(bytes(""))]
+        vec![
+            Some(bytes("1")),
+            None,
+            Some(bytes("2")),
+            None,
+            None,
+            Some(bytes(""))
+        ]
     );
     let left = ctx.peer().get_many(&asked).await?;
     assert!(left.iter().all(Option::is_none), "take_many left {left:?}");
@@ -137,7 +149,11 @@ pub async fn take_many_race_takes_each_key_once_in_all(ctx: Ctx) -> Result<()> {
     for task in tasks {
         for (key, value) in joined(task.await)?? {
             if let Some(value) = value {
-                assert_eq!(value, Bytes::from(key.clone()), "a key was taken with another's value");
+                assert_eq!(
+                    value,
+                    Bytes::from(key.clone()),
+                    "a key was taken with another's value"
+                );
                 *takers.entry(key).or_default() += 1;
             }
         }
@@ -167,7 +183,10 @@ pub async fn get_with_ttl_reads_value_and_expiry(ctx: Ctx) -> Result<()> {
     match ctx.peer().get_with_ttl(&timed).await? {
         Some((value, Ttl::Remaining(left))) => {
             assert_eq!(value, bytes("t"));
-            assert!(left <= LONG_TTL && left > LONG_TTL - Duration::from_secs(60), "{left:?}");
+            assert!(
+                left <= LONG_TTL && left > LONG_TTL - Duration::from_secs(60),
+                "{left:?}"
+            );
         }
         other => panic!("expected a value with a remaining TTL, got {other:?}"),
     }

@@ -26,7 +26,14 @@ pub async fn typed_capabilities_use_the_callers_keys(ctx: Ctx) -> Result<()> {
     keys.sort();
     assert_eq!(keys, ["a", "b", "c"]);
     let entries: HashMap<String, Doc> = cache.entries().try_collect().await?;
-    assert_eq!(entries, HashMap::from([("a".into(), doc(1)), ("b".into(), doc(2)), ("c".into(), doc(3))]));
+    assert_eq!(
+        entries,
+        HashMap::from([
+            ("a".into(), doc(1)),
+            ("b".into(), doc(2)),
+            ("c".into(), doc(3))
+        ])
+    );
     assert_eq!(cache.len().await?, 3);
     match cache.get_with_ttl("a").await? {
         Some((value, Ttl::Remaining(left))) => {
@@ -50,7 +57,10 @@ pub async fn typed_capabilities_use_the_callers_keys(ctx: Ctx) -> Result<()> {
         Err(Error::NotACounter { key, .. }) => assert_eq!(key, "c"),
         other => panic!("incr of a document answered {other:?}"),
     }
-    assert!(matches!(cache.counter("c").await, Err(Error::NotACounter { .. })));
+    assert!(matches!(
+        cache.counter("c").await,
+        Err(Error::NotACounter { .. })
+    ));
     assert_eq!(cache.counter("none").await?, None);
     Ok(())
 }
@@ -70,7 +80,11 @@ pub async fn tagged_cache_walks_and_counts_entries_only(ctx: Ctx) -> Result<()> 
     assert_eq!(keys, ["kept"]);
     let entries: Vec<(String, Doc)> = cache.entries().try_collect().await?;
     assert_eq!(entries, [("kept".to_string(), doc(1))]);
-    assert_eq!(cache.len().await?, 2, "len counts stored entries, not tag versions");
+    assert_eq!(
+        cache.len().await?,
+        2,
+        "len counts stored entries, not tag versions"
+    );
     assert_eq!(cache.take("dropped").await?, None);
     assert_eq!(cache.len().await?, 1);
     Ok(())
@@ -92,20 +106,35 @@ pub async fn freshness_cache_walks_values_not_headers(ctx: Ctx) -> Result<()> {
         })
         .await?;
     assert_eq!(found, None);
-    assert!(ctx.backend().contains(&ctx.key("absent")).await?, "the negative entry is stored");
+    assert!(
+        ctx.backend().contains(&ctx.key("absent")).await?,
+        "the negative entry is stored"
+    );
     let keys: Vec<String> = cache.keys().try_collect().await?;
     assert_eq!(keys, ["present"]);
     let entries: Vec<(String, Doc)> = cache.entries().try_collect().await?;
     assert_eq!(entries, [("present".to_string(), doc(1))]);
-    assert_eq!(cache.get_with_ttl("present").await?.map(|(value, _)| value), Some(doc(1)));
+    assert_eq!(
+        cache.get_with_ttl("present").await?.map(|(value, _)| value),
+        Some(doc(1))
+    );
     assert_eq!(cache.take("absent").await?, None);
     assert!(!ctx.backend().contains(&ctx.key("absent")).await?);
     // A raw counter beside typed entries does not decode: the walk of entries says so.
     ctx.backend()
         .set(&ctx.key("raw"), bytes("1"), None, Condition::Always)
         .await?;
-    let walked: Vec<Result<(String, Doc)>> = futures_util::StreamExt::collect(cache.entries()).await;
-    assert!(walked.iter().any(|item| matches!(item, Err(Error::Decode { key, .. }) if key == "raw")));
-    assert!(walked.iter().any(|item| matches!(item, Ok((key, _)) if key == "present")));
+    let walked: Vec<Result<(String, Doc)>> =
+        futures_util::StreamExt::collect(cache.entries()).await;
+    assert!(
+        walked
+            .iter()
+            .any(|item| matches!(item, Err(Error::Decode { key, .. }) if key == "raw"))
+    );
+    assert!(
+        walked
+            .iter()
+            .any(|item| matches!(item, Ok((key, _)) if key == "present"))
+    );
     Ok(())
 }

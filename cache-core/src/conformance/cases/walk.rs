@@ -78,9 +78,15 @@ pub async fn scan_walks_25000_live_keys_once_among_neighbours(ctx: Ctx) -> Resul
         .filter(|key| !live.iter().any(|live| live == **key))
         .take(5)
         .collect();
-    assert!(strangers.is_empty(), "the walk returned keys it should not: {strangers:?}");
+    assert!(
+        strangers.is_empty(),
+        "the walk returned keys it should not: {strangers:?}"
+    );
     assert_eq!(counts.len(), live.len(), "the walk missed live keys");
-    assert!(seen.iter().all(|(_, value)| value.is_none()), "values came unasked");
+    assert!(
+        seen.iter().all(|(_, value)| value.is_none()),
+        "values came unasked"
+    );
     Ok(())
 }
 
@@ -128,8 +134,10 @@ pub async fn scan_during_writes_returns_every_steady_key_once(ctx: Ctx) -> Resul
                 let chunk = &churned[start..(start + 100).min(churned.len())];
                 peer.delete_many(chunk).await?;
                 tokio::task::yield_now().await;
-                let back: Vec<(String, Bytes)> =
-                    chunk.iter().map(|key| (key.clone(), bytes("again"))).collect();
+                let back: Vec<(String, Bytes)> = chunk
+                    .iter()
+                    .map(|key| (key.clone(), bytes("again")))
+                    .collect();
                 peer.set_many(back, None).await?;
                 round += 1;
             }
@@ -143,10 +151,23 @@ pub async fn scan_during_writes_returns_every_steady_key_once(ctx: Ctx) -> Resul
         .map_err(|error| Error::backend("conformance", "join", None, error))??;
     let seen = seen?;
     let counts = counted(&seen);
-    let repeated: Vec<_> = counts.iter().filter(|(_, count)| **count > 1).take(5).collect();
-    assert!(repeated.is_empty(), "keys came more than once: {repeated:?}");
-    let missed = steady.iter().filter(|key| !counts.contains_key(key.as_str())).count();
-    assert_eq!(missed, 0, "{missed} steady keys were missed ({rounds} churn rounds ran)");
+    let repeated: Vec<_> = counts
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .take(5)
+        .collect();
+    assert!(
+        repeated.is_empty(),
+        "keys came more than once: {repeated:?}"
+    );
+    let missed = steady
+        .iter()
+        .filter(|key| !counts.contains_key(key.as_str()))
+        .count();
+    assert_eq!(
+        missed, 0,
+        "{missed} steady keys were missed ({rounds} churn rounds ran)"
+    );
     assert!(counts.keys().all(|key| key.starts_with(ctx.prefix())));
     Ok(())
 }
@@ -158,10 +179,16 @@ pub async fn scan_of_a_prefix_with_pattern_characters_is_exact(ctx: Ctx) -> Resu
         .iter()
         .map(|tail| format!("{prefix}{tail}"))
         .collect();
-    let outside: Vec<String> = [r"ab%_*?[]\", r"a%x*?[]\", r"a%_xy[]\", r"a%_*?[]", r"A%_*?[]\"]
-        .iter()
-        .map(|name| ctx.key(name))
-        .collect();
+    let outside: Vec<String> = [
+        r"ab%_*?[]\",
+        r"a%x*?[]\",
+        r"a%_xy[]\",
+        r"a%_*?[]",
+        r"A%_*?[]\",
+    ]
+    .iter()
+    .map(|name| ctx.key(name))
+    .collect();
     let entries = inside
         .iter()
         .chain(&outside)
@@ -181,9 +208,13 @@ pub async fn scan_of_a_prefix_with_pattern_characters_is_exact(ctx: Ctx) -> Resu
 pub async fn count_prefix_counts_live_keys_only(ctx: Ctx) -> Result<()> {
     let inside = ctx.key("in:");
     assert_eq!(ctx.backend().count_prefix(&inside).await?, 0);
-    let live = (0..300).map(|i| (format!("{inside}{i}"), bytes("v"))).collect();
+    let live = (0..300)
+        .map(|i| (format!("{inside}{i}"), bytes("v")))
+        .collect();
     ctx.backend().set_many(live, Some(LONG_TTL)).await?;
-    let expired = (0..50).map(|i| (format!("{inside}x{i}"), bytes("v"))).collect();
+    let expired = (0..50)
+        .map(|i| (format!("{inside}x{i}"), bytes("v")))
+        .collect();
     ctx.backend().set_many(expired, Some(SHORT_TTL)).await?;
     let written = Instant::now();
     let neighbours = (0..40)
@@ -200,13 +231,17 @@ pub async fn count_prefix_counts_live_keys_only(ctx: Ctx) -> Result<()> {
 
 /// `purge_expired` removes expired entries only: live keys keep their values and TTLs.
 pub async fn purge_expired_spares_live_keys(ctx: Ctx) -> Result<()> {
-    let expired = (0..100).map(|i| (ctx.key(&format!("x{i}")), bytes("gone"))).collect();
+    let expired = (0..100)
+        .map(|i| (ctx.key(&format!("x{i}")), bytes("gone")))
+        .collect();
     ctx.backend().set_many(expired, Some(SHORT_TTL)).await?;
     let written = Instant::now();
     let timed: Vec<(String, Bytes)> = (0..100)
         .map(|i| (ctx.key(&format!("t{i}")), bytes("timed")))
         .collect();
-    ctx.backend().set_many(timed.clone(), Some(LONG_TTL)).await?;
+    ctx.backend()
+        .set_many(timed.clone(), Some(LONG_TTL))
+        .await?;
     let eternal: Vec<(String, Bytes)> = (0..100)
         .map(|i| (ctx.key(&format!("e{i}")), bytes("eternal")))
         .collect();
@@ -216,7 +251,9 @@ pub async fn purge_expired_spares_live_keys(ctx: Ctx) -> Result<()> {
     assert_eq!(ctx.backend().count_prefix(ctx.prefix()).await?, 200);
     for (key, value) in &timed {
         assert_eq!(ctx.peer().get(key).await?.as_ref(), Some(value));
-        assert!(matches!(ctx.peer().ttl(key).await?, Some(Ttl::Remaining(left)) if left > Duration::from_secs(60)));
+        assert!(
+            matches!(ctx.peer().ttl(key).await?, Some(Ttl::Remaining(left)) if left > Duration::from_secs(60))
+        );
     }
     for (key, value) in &eternal {
         assert_eq!(ctx.peer().get(key).await?.as_ref(), Some(value));
