@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::conformance::{Case, cases, run_all_on_one_store, run_case};
-use cache_core::raw::ttl_millis;
-use cache_core::{Backend, Condition, Error, Result, Ttl};
+use cache_core::raw::{add_to_counter, parse_counter, ttl_millis};
+use cache_core::{Backend, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl};
 
 /// One planted bug each. The comment says what real code it stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +202,50 @@ enum Bug {
     ClearCountsExpired,
     /// The empty prefix treated as "nothing to do".
     ClearEmptyPrefixNoop,
+    // Take.
+    /// `take` reads the value and forgets to delete it.
+    TakeLeavesValue,
+    /// `take` as a `GET` then a `DEL`: two takers both read the value.
+    TakeNotAtomic,
+    /// `take` returns a row whatever its expiry (`DELETE … RETURNING value` without the check).
+    TakeReturnsExpired,
+    /// `take_many` as `get_many` then `delete_many`.
+    TakeManyNotAtomic,
+    /// `take_many` answers every position of a key named twice.
+    TakeManyAnswersEveryDuplicate,
+    // Reads with the TTL.
+    /// `get_with_ttl` reads the row without the expiry check.
+    GetWithTtlIgnoresExpiry,
+    /// `get_many_with_ttl` answers the found keys in a row, not by position.
+    GetManyWithTtlCompacts,
+    // Walks.
+    /// A walk returns expired keys.
+    ScanIncludesExpired,
+    /// A walk resumes at its last key inclusive (`key >= last`): page boundaries come twice.
+    ScanRepeatsBoundaryKey,
+    /// A walk pages by `OFFSET`: removals before the cursor shift keys past it.
+    ScanPagesByOffset,
+    /// A walk matches the prefix as a `LIKE` pattern.
+    ScanMatchesLikeWildcards,
+    /// A walk never reads values.
+    ScanIgnoresValues,
+    /// `count_prefix` counts expired rows.
+    CountIncludesExpired,
+    /// `purge_expired` removes every key with a TTL.
+    PurgeRemovesTimedKeys,
+    // Counters.
+    /// `incr` reads, adds and writes in three steps.
+    IncrNotAtomic,
+    /// Each `incr` writes the TTL it is given.
+    IncrResetsTtl,
+    /// `incr` adds to an expired counter.
+    IncrAddsToExpired,
+    /// A value that does not parse counts as 0.
+    IncrTreatsGarbageAsZero,
+    /// The sum wraps around.
+    IncrWraps,
+    /// The counter is stored as 8 little-endian bytes.
+    IncrStoresBinary,
 }
 
 /// The key limit of stores that refuse long keys, for the bugs about refusing them.
@@ -862,6 +906,167 @@ impl Backend for Planted {
         )))
     }
 
+    async fn take(&self, key: &str) -> Result<Option<Bytes>> {
+        if self.has(Bug::TakeNotAtomic) {
+            let value = self.get(key).await?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            self.lock().await.remove(key);
+            return Ok(value);
+        }
+        let mut entries = self.lock().await;
+        let now = self.now();
+        if self.has(Bug::TakeLeavesValue) {
+            return Ok(self.live_value(&entries, key, now).map(|entry| entry.value));
+        }
+        Ok(self.take_one(&mut entries, key, now))
+    }
+
+    async fn take_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if self.has(Bug::TakeManyNotAtomic) {
+            let values = self.get_many(keys).await?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let mut entries = self.lock().await;
+            for key in keys {
+                entries.remove(key);
+            }
+            return Ok(values);
+        }
+        let mut entries = self.lock().await;
+        let now = self.now();
+        if self.has(Bug::TakeManyAnswersEveryDuplicate) {
+            let values: Vec<Option<Bytes>> = keys
+                .iter()
+                .map(|key| self.live_value(&entries, key, now).map(|entry| entry.value))
+                .collect();
+            for key in keys {
+                entries.remove(key);
+            }
+            return Ok(values);
+        }
+        Ok(keys
+            .iter()
+            .map(|key| self.take_one(&mut entries, key, now))
+            .collect())
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        let entries = self.lock().await;
+        let now = self.now();
+        let entry = if self.has(Bug::GetWithTtlIgnoresExpiry) {
+            entries.get(key).cloned()
+        } else {
+            self.live_value(&entries, key, now)
+        };
+        Ok(entry.map(|entry| Self::with_ttl(entry, now)))
+    }
+
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(Bytes, Ttl)>>> {
+        let entries = self.lock().await;
+        let now = self.now();
+        let mut found: Vec<Option<(Bytes, Ttl)>> = keys
+            .iter()
+            .map(|key| {
+                self.live_value(&entries, key, now)
+                    .map(|entry| Self::with_ttl(entry, now))
+            })
+            .collect();
+        if self.has(Bug::GetManyWithTtlCompacts) {
+            found = found.into_iter().flatten().map(Some).collect();
+            found.resize(keys.len(), None);
+        }
+        Ok(found)
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: ScanCursor,
+        options: ScanOptions,
+    ) -> Result<ScanPage> {
+        let entries = self.lock().await;
+        let now = self.now();
+        let page = options.page.max(1);
+        let listed = |key: &String, entry: &Entry| {
+            self.scan_matches(key, prefix)
+                && (self.has(Bug::ScanIncludesExpired) || self.live(entry, now))
+        };
+        let value = |entry: &Entry| {
+            (options.values && !self.has(Bug::ScanIgnoresValues)).then(|| entry.value.clone())
+        };
+        if self.has(Bug::ScanPagesByOffset) {
+            let offset = cursor.into_state::<Offset>().map_or(0, |offset| offset.0);
+            let found: Vec<(String, Option<Bytes>)> = entries
+                .iter()
+                .filter(|(key, entry)| listed(key, entry))
+                .skip(offset)
+                .take(page)
+                .map(|(key, entry)| (key.clone(), value(entry)))
+                .collect();
+            let next = (found.len() == page).then(|| ScanCursor::state(Offset(offset + page)));
+            return Ok(ScanPage {
+                entries: found,
+                next,
+            });
+        }
+        let from = match cursor.last_key() {
+            Some(last) if self.has(Bug::ScanRepeatsBoundaryKey) => Bound::Included(last.to_owned()),
+            Some(last) => Bound::Excluded(last.to_owned()),
+            None => Bound::Unbounded,
+        };
+        let found: Vec<(String, Option<Bytes>)> = entries
+            .range::<String, _>((from, Bound::Unbounded))
+            .filter(|(key, entry)| listed(key, entry))
+            .take(page)
+            .map(|(key, entry)| (key.clone(), value(entry)))
+            .collect();
+        let next = match found.last() {
+            Some((last, _)) if found.len() == page => Some(ScanCursor::after(last.clone())),
+            _ => None,
+        };
+        Ok(ScanPage {
+            entries: found,
+            next,
+        })
+    }
+
+    async fn count_prefix(&self, prefix: &str) -> Result<u64> {
+        let entries = self.lock().await;
+        let now = self.now();
+        Ok(entries
+            .iter()
+            .filter(|(key, entry)| {
+                key.starts_with(prefix)
+                    && (self.has(Bug::CountIncludesExpired) || self.live(entry, now))
+            })
+            .count() as u64)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let mut entries = self.lock().await;
+        let now = self.now();
+        let before = entries.len();
+        if self.has(Bug::PurgeRemovesTimedKeys) {
+            entries.retain(|_, entry| entry.expires_at.is_none());
+        } else {
+            entries.retain(|_, entry| self.live(entry, now));
+        }
+        Ok((before - entries.len()) as u64)
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        if self.has(Bug::IncrNotAtomic) {
+            let (current, old) = self.read_counter(&*self.lock().await, key, self.now())?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let mut entries = self.lock().await;
+            let now = self.now();
+            return self.write_counter(&mut entries, key, current, old, delta, ttl, now);
+        }
+        let mut entries = self.lock().await;
+        let now = self.now();
+        let (current, old) = self.read_counter(&entries, key, now)?;
+        self.write_counter(&mut entries, key, current, old, delta, ttl, now)
+    }
+
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
         if self.has(Bug::ClearEmptyPrefixNoop) && prefix.is_empty() {
             return Ok(0);
@@ -899,6 +1104,108 @@ impl Backend for Planted {
             removed += removed / 100;
         }
         Ok(removed)
+    }
+}
+
+impl Planted {
+    fn live_value(
+        &self,
+        entries: &BTreeMap<String, Entry>,
+        key: &str,
+        now: Instant,
+    ) -> Option<Entry> {
+        entries
+            .get(key)
+            .filter(|entry| self.live(entry, now))
+            .cloned()
+    }
+
+    fn take_one(
+        &self,
+        entries: &mut BTreeMap<String, Entry>,
+        key: &str,
+        now: Instant,
+    ) -> Option<Bytes> {
+        let entry = entries.remove(key)?;
+        (self.has(Bug::TakeReturnsExpired) || self.live(&entry, now)).then_some(entry.value)
+    }
+
+    fn with_ttl(entry: Entry, now: Instant) -> (Bytes, Ttl) {
+        let ttl = match entry.expires_at {
+            None => Ttl::Eternal,
+            Some(at) => Ttl::Remaining(at.saturating_duration_since(now)),
+        };
+        (entry.value, ttl)
+    }
+
+    fn scan_matches(&self, key: &str, prefix: &str) -> bool {
+        if self.has(Bug::ScanMatchesLikeWildcards) {
+            return key.chars().count() >= prefix.chars().count()
+                && prefix
+                    .chars()
+                    .zip(key.chars())
+                    .all(|(p, k)| p == k || p == '_' || p == '%');
+        }
+        key.starts_with(prefix)
+    }
+}
+
+/// A walk's cursor in the planted store by offset.
+struct Offset(usize);
+
+impl Planted {
+    fn read_counter(
+        &self,
+        entries: &BTreeMap<String, Entry>,
+        key: &str,
+        now: Instant,
+    ) -> Result<(i64, Option<Entry>)> {
+        let entry = if self.has(Bug::IncrAddsToExpired) {
+            entries.get(key).cloned()
+        } else {
+            self.live_value(entries, key, now)
+        };
+        match entry {
+            None => Ok((0, None)),
+            Some(entry) if self.has(Bug::IncrStoresBinary) => {
+                let bytes: [u8; 8] = entry.value[..].try_into().unwrap_or_default();
+                Ok((i64::from_le_bytes(bytes), Some(entry)))
+            }
+            Some(entry) => match parse_counter(key, &entry.value) {
+                Ok(current) => Ok((current, Some(entry))),
+                Err(_) if self.has(Bug::IncrTreatsGarbageAsZero) => Ok((0, Some(entry))),
+                Err(error) => Err(error),
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_counter(
+        &self,
+        entries: &mut BTreeMap<String, Entry>,
+        key: &str,
+        current: i64,
+        old: Option<Entry>,
+        delta: i64,
+        ttl: Option<Duration>,
+        now: Instant,
+    ) -> Result<i64> {
+        let sum = if self.has(Bug::IncrWraps) {
+            current.wrapping_add(delta)
+        } else {
+            add_to_counter(key, current, delta)?
+        };
+        let value = if self.has(Bug::IncrStoresBinary) {
+            Bytes::copy_from_slice(&sum.to_le_bytes())
+        } else {
+            Bytes::from(sum.to_string())
+        };
+        let expiry = match old {
+            Some(old) if !self.has(Bug::IncrResetsTtl) => Expiry::Until(old.expires_at),
+            _ => self.expiry(ttl, Path::Set, now),
+        };
+        self.put(entries, key.to_owned(), value, ttl, expiry, now);
+        Ok(sum)
     }
 }
 
@@ -1044,4 +1351,24 @@ bug_tests! {
     clear_first_page_only: ClearOnlyFirstPage => clear_of_2500_keys_counts_them_all;
     expired_clears_counted: ClearCountsExpired => clear_counts_live_keys_only;
     empty_prefix_clear_noop: ClearEmptyPrefixNoop => clear_of_the_empty_prefix_empties_the_store;
+    take_leaves_value: TakeLeavesValue => take_returns_the_value_and_removes_it;
+    take_get_then_delete: TakeNotAtomic => take_race_of_64_tasks_has_one_winner;
+    take_returns_expired: TakeReturnsExpired => take_of_a_missing_or_expired_key_is_none;
+    take_many_read_then_delete: TakeManyNotAtomic => take_many_race_takes_each_key_once_in_all;
+    take_many_every_duplicate: TakeManyAnswersEveryDuplicate => take_many_takes_each_key_once;
+    get_with_ttl_of_expired: GetWithTtlIgnoresExpiry => get_with_ttl_reads_value_and_expiry;
+    get_many_with_ttl_compacted: GetManyWithTtlCompacts => get_many_with_ttl_answers_positionally;
+    walk_lists_expired: ScanIncludesExpired => scan_walks_25000_live_keys_once_among_neighbours;
+    walk_repeats_boundaries: ScanRepeatsBoundaryKey => scan_walks_25000_live_keys_once_among_neighbours;
+    walk_by_offset: ScanPagesByOffset => scan_during_writes_returns_every_steady_key_once;
+    walk_like_wildcards: ScanMatchesLikeWildcards => scan_of_a_prefix_with_pattern_characters_is_exact;
+    walk_without_values: ScanIgnoresValues => scan_with_values_returns_each_value;
+    count_of_expired: CountIncludesExpired => count_prefix_counts_live_keys_only;
+    purge_of_timed_keys: PurgeRemovesTimedKeys => purge_expired_spares_live_keys;
+    incr_read_add_write: IncrNotAtomic => incr_from_64_tasks_sums_exactly;
+    incr_resets_ttl: IncrResetsTtl => incr_ttl_is_set_at_creation_and_kept;
+    incr_revives_expired: IncrAddsToExpired => incr_on_an_expired_counter_starts_again;
+    incr_garbage_as_zero: IncrTreatsGarbageAsZero => incr_refuses_a_value_that_is_not_a_counter;
+    incr_wraps: IncrWraps => incr_overflow_is_refused;
+    incr_binary: IncrStoresBinary => incr_returns_each_sum_and_stores_decimal_text;
 }

@@ -63,4 +63,6 @@ bug_tests! {
     reserved_keys_reachable: ReservedKeysReachable => user_keys_cannot_reach_tag_versions;
     loader_tags_ignored: LoaderTagsIgnored => loaders_may_tag_their_values;
     panicking_refresh_retried: PanickedRefreshNotThrottled => panicking_refresh_is_a_failed_one;
+    walk_lists_tag_versions: WalkListsTagVersions => tagged_cache_walks_and_counts_entries_only;
+    len_counts_tag_versions: LenCountsTagVersions => tagged_cache_walks_and_counts_entries_only;
 }
