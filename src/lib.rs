@@ -53,7 +53,8 @@ mod open;
 pub use cache_core::{
     Backend, BoxError, Bytes, Cache, CacheBuilder, Cbor, Condition,
     DEFAULT_MAX_BACKGROUND_REFRESHES, DEFAULT_REFRESH_RETRY_AFTER, DecodePolicy, Entry, Error,
-    Freshness, Json, Layer, Loaded, Raw, Result, Serializer, SetOptions, Ttl, layers, raw, testing,
+    Freshness, Json, Layer, Loaded, Raw, Result, ScanCursor, ScanOptions, ScanPage, Serializer,
+    SetOptions, Ttl, layers, raw, testing,
 };
 pub use open::open;
 

@@ -16,7 +16,7 @@ use crate::servers::Kind;
 use crate::services::{self, Provided};
 
 /// The steps in order, for the `[n/N]` progress count.
-const STEPS: [&str; 13] = [
+const STEPS: [&str; 14] = [
     "fmt",
     "clippy",
     "clippy (no TLS)",
@@ -25,6 +25,7 @@ const STEPS: [&str; 13] = [
     "observe example",
     "atproto example",
     "pomdapi example",
+    "aiohttp example",
     "servers",
     "test",
     "test (memory only)",
@@ -94,6 +95,11 @@ pub fn run() -> Result<()> {
     run.cargo(
         "pomdapi example",
         &["run", "--example", "pomdapi_cache"],
+        &[],
+    );
+    run.cargo(
+        "aiohttp example",
+        &["run", "--example", "aiohttp_client_cache"],
         &[],
     );
     let servers = run.step(
