@@ -13,6 +13,7 @@
     allow(dead_code, unused_variables, unused_imports)
 )]
 
+mod capabilities;
 mod chart;
 mod cli;
 mod measure;
@@ -27,7 +28,9 @@ use std::time::Instant;
 
 use cli::{Command, Options};
 use measure::{Contender, Sample};
-use report::{Machine, OpResult, Outcome, PeerCell, RoundTripRow, RunInfo, StoreReport};
+use report::{
+    CapabilityRow, Machine, OpResult, Outcome, PeerCell, RoundTripRow, RunInfo, StoreReport,
+};
 use stores::StoreBench;
 use workload::{SharedWorkload, Workload};
 
@@ -136,6 +139,8 @@ async fn run(options: Options) -> BenchResult<bool> {
     let mut reports = Vec::new();
     let mut round_trips: Vec<RoundTripRow> = Vec::new();
     let mut round_trip_notes = Vec::new();
+    let mut capabilities: Vec<CapabilityRow> = Vec::new();
+    let mut capability_notes = Vec::new();
     for &(key, name) in &STORES {
         if !options.runs(key) {
             reports.push(StoreReport {
@@ -214,6 +219,31 @@ async fn run(options: Options) -> BenchResult<bool> {
                 }
             }
         }
+        if matches!(outcome, Outcome::Measured { .. })
+            && let Some(store) = capabilities::store_of(key)
+        {
+            eprintln!("[{name}] timing take, get_with_ttl, incr, keys() and len");
+            match capabilities::measure(store, name, &workload, options.repeats()).await {
+                Ok(rows) => {
+                    for row in &rows {
+                        eprintln!(
+                            "[{name}] {}: {} {} · {} {} · ratio {:.2}",
+                            row.op,
+                            report::human(row.rate),
+                            row.unit,
+                            row.baseline_name,
+                            report::human(row.baseline),
+                            row.ratio
+                        );
+                    }
+                    capabilities.extend(rows);
+                }
+                Err(error) => {
+                    eprintln!("[{name}] capabilities FAILED: {error}");
+                    capability_notes.push(format!("{name}: capabilities failed: {error}"));
+                }
+            }
+        }
         reports.push(StoreReport { name, outcome });
     }
     let run = RunInfo {
@@ -222,7 +252,15 @@ async fn run(options: Options) -> BenchResult<bool> {
         value_bytes: workload.value_bytes()?,
         total_secs: began.elapsed().as_secs_f64(),
     };
-    let markdown = report::markdown(&machine, &run, &reports, &round_trips, &round_trip_notes);
+    let markdown = report::markdown(
+        &machine,
+        &run,
+        &reports,
+        &round_trips,
+        &round_trip_notes,
+        &capabilities,
+        &capability_notes,
+    );
     std::fs::create_dir_all(&options.out)
         .map_err(|error| format!("cannot create {}: {error}", options.out.display()))?;
     let results = options.out.join("results.md");
@@ -239,7 +277,7 @@ async fn run(options: Options) -> BenchResult<bool> {
         began.elapsed().as_secs_f64()
     );
 
-    let mut healthy = true;
+    let mut healthy = capability_notes.is_empty();
     for store in &reports {
         match &store.outcome {
             Outcome::Failed { .. } => healthy = false,

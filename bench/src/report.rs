@@ -138,6 +138,25 @@ pub struct StoreReport {
     pub outcome: Outcome,
 }
 
+/// One store capability timed against what a user would do without it.
+#[derive(Debug, Clone)]
+pub struct CapabilityRow {
+    /// The store.
+    pub store: &'static str,
+    /// The capability timed.
+    pub op: &'static str,
+    /// Its rate, the median of the samples.
+    pub rate: f64,
+    /// What it is timed against.
+    pub baseline_name: &'static str,
+    /// The baseline's rate, the median of the samples.
+    pub baseline: f64,
+    /// The median of the per-sample ratios.
+    pub ratio: f64,
+    /// What the rates count.
+    pub unit: &'static str,
+}
+
 /// Server round trips of one batch of 1,000 keys.
 #[derive(Debug, Clone)]
 pub struct RoundTripRow {
@@ -328,6 +347,8 @@ pub fn markdown(
     stores: &[StoreReport],
     round_trips: &[RoundTripRow],
     round_trip_notes: &[String],
+    capabilities: &[CapabilityRow],
+    capability_notes: &[String],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# cachette benchmark ({} mode)\n", run.mode);
@@ -421,6 +442,36 @@ pub fn markdown(
         );
     }
     for note in round_trip_notes {
+        let _ = writeln!(out, "- {note}");
+    }
+    out.push_str("\n## Store capabilities\n\n");
+    if capabilities.is_empty() {
+        out.push_str("None timed.\n");
+    } else {
+        out.push_str(
+            "| store | capability | rate | against | its rate | ratio |\n\
+             |---|---|---|---|---|---|\n",
+        );
+        for row in capabilities {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} {unit} | {} | {} {unit} | {:.2} |",
+                row.store,
+                row.op,
+                human(row.rate),
+                row.baseline_name,
+                human(row.baseline),
+                row.ratio,
+                unit = row.unit,
+            );
+        }
+        out.push_str(
+            "\nEach through `Cache<DidDoc>` on one task, timed against what a user would write \
+             without it, in alternating samples of the same run (medians; 500 calls per \
+             single-key sample). `get then delete` is not atomic: it is what `take` replaces.\n",
+        );
+    }
+    for note in capability_notes {
         let _ = writeln!(out, "- {note}");
     }
     out

@@ -95,11 +95,14 @@ fn local_store_built(store: &str) -> Result<(), Outcome> {
 /// Any store for rows that compare two facades over one store: an in-process one from
 /// [`open_local`], or the Redis or PostgreSQL server the environment names; the clean-up removes
 /// this run's keys from Redis and drops this run's table from PostgreSQL.
-async fn open_any(store: &str) -> Result<(Arc<dyn Backend>, Cleanup), Outcome> {
+pub(crate) async fn open_any(
+    store: &str,
+    purpose: &str,
+) -> Result<(Arc<dyn Backend>, Cleanup), Outcome> {
     match store {
         "memory" | "sqlite" => {
             local_store_built(store)?;
-            open_local(store, "cachette-bench-tags")
+            open_local(store, &format!("cachette-bench-{purpose}"))
                 .await
                 .map_err(failed)
         }
@@ -119,7 +122,7 @@ async fn open_any(store: &str) -> Result<(Arc<dyn Backend>, Cleanup), Outcome> {
             Ok((backend, cleanup))
         }
         #[cfg(feature = "postgres")]
-        "postgres" => postgres::open_for_rows(&env_url(POSTGRES_URL)?, "tags")
+        "postgres" => postgres::open_for_rows(&env_url(POSTGRES_URL)?, purpose)
             .await
             .map_err(failed),
         #[cfg(not(feature = "redis"))]
@@ -303,7 +306,7 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
                 Some((store, _)) => (store, 1),
                 None => (tagged, 1),
             };
-            let (backend, cleanup) = open_any(store).await?;
+            let (backend, cleanup) = open_any(store, "tags").await?;
             tags::setup(backend, store == "memory", count, cleanup, workload)
                 .await
                 .map_err(failed)
