@@ -101,7 +101,10 @@ impl Expiry<String, Entry> for Deadline {
 
 /// A bounded in-process store.
 ///
-/// Single-key calls go straight to moka's concurrent map. Calls that touch many keys
+/// Single-key calls go straight to moka's concurrent map. The map has no order, so a walk
+/// (`scan`) notes the keys under its prefix on its first page (a pointer to the store's own key
+/// each, 8 bytes) and reads their entries page by page; `count_prefix` and `purge_expired` go
+/// through every entry, O(entries held). Calls that touch many keys
 /// (`get_many`, `set_many`, `delete_many`, `clear_prefix`) pass a read/write gate so that a
 /// batch is seen whole or not at all; single-key calls never wait on it.
 pub struct MemoryBackend {

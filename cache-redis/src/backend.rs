@@ -53,6 +53,18 @@ const MAX_KEYS_PER_UNLINK: usize = 10_000;
 /// alone cannot tell such a key from a missing one, so `get_many` sends an `EXISTS` count of the
 /// same keys in the same round trip, and asks `TYPE` only when the count says a key went unseen.
 ///
+/// The capabilities: `take` is `GETDEL` (Redis 6.2 or later), `take_many` one `MULTI` of
+/// `GETDEL`s per slot, never repeated after a redirection (a repeat would find taken keys gone
+/// and lose their values, so a `take_many` that meets a moving slot fails, transiently).
+/// `get_with_ttl` is a transaction of `GET` and `PTTL`; `incr` a transaction of `SET … NX PX`
+/// and `INCRBY`, so that only a new counter takes the TTL (a zero TTL lasts one millisecond,
+/// since `PX` must be positive). Walks (`scan`) `SCAN` every primary of the slot map read when
+/// the walk began; `SCAN` may return a key twice, and a 128-bit fingerprint of every key
+/// returned (16 bytes each, for the length of the walk) keeps it from coming twice.
+/// `count_prefix` is such a walk of the whole keyspace: O(keys in the database), one round trip
+/// per 1,000 keys examined, so keep it off hot paths. `purge_expired` returns 0: Redis removes
+/// expired keys by itself, and no call ever sees one.
+///
 /// Values longer than the server's `proto-max-bulk-len` (read at connect; 512 MB unless the
 /// server says otherwise) are refused with
 /// [`Error::ValueTooLarge`](cache_core::Error::ValueTooLarge) before anything is sent: past it the
