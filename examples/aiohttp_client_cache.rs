@@ -1,7 +1,9 @@
 //! aiohttp-client-cache's storage rebuilt on cachette: its `BaseCache` surface (`read`,
 //! `write`, `contains`, `delete`, `bulk_delete`, `keys`, `values`, `size`, `pop`, `clear`,
 //! `close`) and its `CacheBackend` (responses and redirects, `delete_expired_responses`),
-//! async and sync, over the embedded SQLite store.
+//! async and sync, over the embedded SQLite store, every response signed with a `secret_key`
+//! and a `salt` as the original signs them (itsdangerous there, HMAC-SHA256 here): a response
+//! another writer of the store forged or changed is refused.
 //!
 //! aiohttp-client-cache's `pop` is a `read` then a `delete`: two tasks that pop one key at once
 //! can both get the response (a one-time token handed out twice). And since its `read` answers
@@ -12,14 +14,15 @@
 //! expired responses go in one `purge_expired`.
 //!
 //! ```sh
-//! cargo run --example aiohttp_client_cache
+//! cargo run --example aiohttp_client_cache --features sign
 //! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachette::{Backend, Cache};
+use cachette::layers::Sign;
+use cachette::{Backend, Cache, Condition, Error};
 use futures_util::{Stream, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -53,12 +56,22 @@ impl<T> BaseCache<T>
 where
     T: Clone + Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static,
 {
-    /// `cache_name` and `namespace` make the prefix, as the original's table or hash name does.
-    fn new(store: Arc<dyn Backend>, cache_name: &str, namespace: &str) -> Self {
-        let cache = Cache::builder(store)
-            .prefix(format!("{cache_name}:{namespace}:"))
-            .build();
-        Self { cache }
+    /// `cache_name` and `namespace` make the prefix, as the original's table or hash name does;
+    /// with a `secret_key`, every item is signed with it and the `salt`.
+    fn new(
+        store: Arc<dyn Backend>,
+        cache_name: &str,
+        namespace: &str,
+        secret_key: Option<&[u8]>,
+        salt: &[u8],
+    ) -> Self {
+        let mut builder = Cache::builder(store).prefix(format!("{cache_name}:{namespace}:"));
+        if let Some(secret_key) = secret_key {
+            builder = builder.layer(Sign::new(secret_key).salt(salt));
+        }
+        Self {
+            cache: builder.build(),
+        }
     }
 
     async fn read(&self, key: &str) -> cachette::Result<Option<T>> {
@@ -123,11 +136,26 @@ struct CacheBackend {
     store: Arc<dyn Backend>,
 }
 
+/// The original's default salt.
+const SALT: &[u8] = b"aiohttp-client-cache";
+
 impl CacheBackend {
-    fn new(store: Arc<dyn Backend>, cache_name: &str) -> Self {
+    fn new(store: Arc<dyn Backend>, cache_name: &str, secret_key: Option<&[u8]>) -> Self {
         Self {
-            responses: BaseCache::new(Arc::clone(&store), cache_name, "responses"),
-            redirects: BaseCache::new(Arc::clone(&store), cache_name, "redirects"),
+            responses: BaseCache::new(
+                Arc::clone(&store),
+                cache_name,
+                "responses",
+                secret_key,
+                SALT,
+            ),
+            redirects: BaseCache::new(
+                Arc::clone(&store),
+                cache_name,
+                "redirects",
+                secret_key,
+                SALT,
+            ),
             store,
         }
     }
@@ -173,7 +201,7 @@ impl SyncCacheBackend {
             .build()?;
         let store = runtime.block_on(cachette::open(url))?;
         Ok(Self {
-            inner: CacheBackend::new(store, cache_name),
+            inner: CacheBackend::new(store, cache_name, Some(SECRET_KEY)),
             runtime,
         })
     }
@@ -196,11 +224,15 @@ impl SyncCacheBackend {
     }
 }
 
+/// The application's secret (from its configuration in real life).
+const SECRET_KEY: &[u8] = b"the application's secret key, 32+ bytes";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::temp_dir().join("cachette-aiohttp-client-cache.db");
     let url = format!("sqlite://{}", path.display());
-    let backend = CacheBackend::new(cachette::open(&url).await?, "aiohttp-cache");
+    let store = cachette::open(&url).await?;
+    let backend = CacheBackend::new(Arc::clone(&store), "aiohttp-cache", Some(SECRET_KEY));
     backend.clear().await?;
     let responses = &backend.responses;
 
@@ -261,6 +293,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("delete_expired_responses -> {purged} removed");
     assert_eq!(purged, 1);
     assert_eq!(responses.size().await?, 1);
+
+    // Signed responses: another writer of the shared store changes a cached response, or
+    // plants one, without the secret; both are refused, naming the key, never served.
+    responses.write("account", &users, None).await?;
+    let full_key = "aiohttp-cache:responses:account";
+    let mut tampered = store
+        .get(full_key)
+        .await?
+        .ok_or("the response is stored")?
+        .to_vec();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x20;
+    store
+        .set(full_key, tampered.into(), None, Condition::Always)
+        .await?;
+    store
+        .set(
+            "aiohttp-cache:responses:planted",
+            "{}".into(),
+            None,
+            Condition::Always,
+        )
+        .await?;
+    for key in ["account", "planted"] {
+        match responses.read(key).await {
+            Err(Error::Decode { key: named, source }) => {
+                println!("read({key}) of a tampered entry -> refused: {source}");
+                assert_eq!(named, key);
+            }
+            other => return Err(format!("read({key}) answered {other:?}").into()),
+        }
+    }
+    responses.bulk_delete(&["account", "planted"]).await?;
 
     // delete, bulk_delete.
     responses.write("a", &health, None).await?;

@@ -22,7 +22,9 @@ OPTIONS:
                    (observe: all four); and freshness's rows: memory-fresh,
                    memory-stale, sqlite-fresh, sqlite-stale (freshness: all four); and
                    the tags rows: memory-tags1, memory-tags5 and the same for sqlite,
-                   redis and postgres (tags: all eight)
+                   redis and postgres (tags: all eight); and the protected-value rows:
+                   memory-signed, memory-encrypted, memory-compressed and the same for
+                   sqlite (protect: all six)
     --ops LIST     run only these operations: get, set, get_many, set_many, get64
     --calls N      every slice makes N calls instead of running for a time (for profilers
                    such as callgrind, which slow calls too much for time slices)
@@ -35,7 +37,7 @@ ENVIRONMENT:
 ";
 
 /// The stores, as `--only` names them.
-pub const STORE_NAMES: [&str; 21] = [
+pub const STORE_NAMES: [&str; 27] = [
     "memory",
     "memory-tracing",
     "memory-metrics",
@@ -46,6 +48,12 @@ pub const STORE_NAMES: [&str; 21] = [
     "sqlite-metrics",
     "sqlite-fresh",
     "sqlite-stale",
+    "memory-signed",
+    "memory-encrypted",
+    "memory-compressed",
+    "sqlite-signed",
+    "sqlite-encrypted",
+    "sqlite-compressed",
     "memory-tags1",
     "memory-tags5",
     "sqlite-tags1",
@@ -167,6 +175,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         ]);
                         continue;
                     }
+                    if name == "protect" {
+                        stores.extend(STORE_NAMES.iter().filter(|store| {
+                            store.ends_with("-signed")
+                                || store.ends_with("-encrypted")
+                                || store.ends_with("-compressed")
+                        }));
+                        continue;
+                    }
                     if name == "observe" {
                         stores.extend([
                             "memory-tracing",
@@ -181,7 +197,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         .find(|known| **known == name)
                         .ok_or_else(|| {
                             format!(
-                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness, tags)",
+                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness, tags, protect)",
                                 STORE_NAMES.join(", ")
                             )
                         })?;

@@ -41,7 +41,7 @@ pub type BenchResult<T> = Result<T, BenchError>;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The stores in table order: the `--only` name, the table name.
-const STORES: [(&str, &str); 21] = [
+const STORES: [(&str, &str); 27] = [
     ("memory", "memory"),
     ("memory-tracing", "memory + Observe(tracing)"),
     ("memory-metrics", "memory + Observe(metrics)"),
@@ -52,6 +52,12 @@ const STORES: [(&str, &str); 21] = [
     ("sqlite-metrics", "sqlite + Observe(metrics)"),
     ("sqlite-fresh", "sqlite + fresh_for, fresh hits"),
     ("sqlite-stale", "sqlite + fresh_for, stale hits"),
+    ("memory-signed", "memory + Sign"),
+    ("memory-encrypted", "memory + Encrypt"),
+    ("memory-compressed", "memory + Compress"),
+    ("sqlite-signed", "sqlite + Sign"),
+    ("sqlite-encrypted", "sqlite + Encrypt"),
+    ("sqlite-compressed", "sqlite + Compress"),
     ("memory-tags1", "memory + 1 tag"),
     ("memory-tags5", "memory + 5 tags"),
     ("sqlite-tags1", "sqlite + 1 tag"),

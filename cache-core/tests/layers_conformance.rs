@@ -34,6 +34,25 @@ mod faults {
     cache_core::conformance_tests!(async { super::layers::delayed(super::reference()) });
 }
 
+mod compress {
+    cache_core::conformance_tests!(async { super::layers::compressed(super::reference()) });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_passes_the_suite_but_counters() {
+    layers::passes_the_suite_but_counters(layers::signed(reference())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_passes_the_suite_but_counters() {
+    layers::passes_the_suite_but_counters(layers::encrypted(reference())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_under_encryption_passes_the_suite_but_counters() {
+    layers::passes_the_suite_but_counters(layers::compressed_and_encrypted(reference())).await;
+}
+
 /// The defect the seam exists to prevent: a wrapper written against `Backend` that loops over
 /// `set` for `set_many` (as the trait's old per-key defaults did) tears batches.
 #[derive(Debug)]

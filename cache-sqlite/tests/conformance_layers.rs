@@ -33,3 +33,17 @@ mod retry {
 mod faults {
     cache_core::conformance_tests!(async { super::layers::delayed(super::sqlite().await) });
 }
+
+mod compress {
+    cache_core::conformance_tests!(async { super::layers::compressed(super::sqlite().await) });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_passes_the_suite_but_counters() {
+    layers::passes_the_suite_but_counters(layers::signed(sqlite().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_and_compression_pass_the_suite_but_counters() {
+    layers::passes_the_suite_but_counters(layers::compressed_and_encrypted(sqlite().await)).await;
+}

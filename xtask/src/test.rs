@@ -99,7 +99,13 @@ pub fn run() -> Result<()> {
     );
     run.cargo(
         "aiohttp example",
-        &["run", "--example", "aiohttp_client_cache"],
+        &[
+            "run",
+            "--example",
+            "aiohttp_client_cache",
+            "--features",
+            "sign",
+        ],
         &[],
     );
     let servers = run.step(

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod observe;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod protect;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "sqlite")]
@@ -286,6 +287,19 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
             };
             local_store_built(store)?;
             observe::setup(store, observer, workload)
+                .await
+                .map_err(failed)
+        }
+        "memory-signed" | "memory-encrypted" | "memory-compressed" | "sqlite-signed"
+        | "sqlite-encrypted" | "sqlite-compressed" => {
+            let (store, protection) = match key.split_once('-') {
+                Some((store, "signed")) => (store, protect::Protection::Signed),
+                Some((store, "encrypted")) => (store, protect::Protection::Encrypted),
+                Some((store, _)) => (store, protect::Protection::Compressed),
+                None => (key, protect::Protection::Signed),
+            };
+            local_store_built(store)?;
+            protect::setup(store, protection, workload)
                 .await
                 .map_err(failed)
         }

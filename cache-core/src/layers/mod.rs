@@ -12,8 +12,13 @@
 //! | [`Timeout`] | gives each call a deadline; a late call fails as a transient [`Error::Backend`](crate::Error::Backend) |
 //! | [`Retry`] | retries transient failures with bounded, jittered backoff, and never a call whose outcome a retry could miscount |
 //! | [`Faults`] | for tests: fails, delays, hangs or loses the replies of calls by a seeded plan, or all calls during an outage |
+//! | `Sign` (feature `sign`) | an HMAC-SHA256 over the full key and the value of every entry; forged or copied entries are refused |
+//! | `Encrypt` (feature `encrypt`) | XChaCha20-Poly1305 with a random nonce per write and the full key as associated data |
+//! | `Compress` (feature `compress`) | LZ4 above a size threshold, with a one-byte mark so small values and old entries stay as they are |
 //!
-//! Order matters. The last layer given is the outermost:
+//! Order matters. The last layer given is the outermost, the first a call goes through: give
+//! `Encrypt` (or `Sign`) before `Compress`, so that values are compressed before they are
+//! sealed.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -35,7 +40,16 @@
 mod faults;
 mod observe;
 mod retry;
+#[cfg(any(feature = "sign", feature = "encrypt", feature = "compress"))]
+mod sealed;
 mod timeout;
+
+#[cfg(feature = "compress")]
+mod compress;
+#[cfg(feature = "encrypt")]
+mod encrypt;
+#[cfg(feature = "sign")]
+mod sign;
 
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -53,3 +67,12 @@ pub use self::metrics::MetricsObserver;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use self::tracing::{KeyDisplay, TracingObserver};
+#[cfg(feature = "compress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "compress")))]
+pub use compress::Compress;
+#[cfg(feature = "encrypt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypt")))]
+pub use encrypt::Encrypt;
+#[cfg(feature = "sign")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sign")))]
+pub use sign::Sign;

@@ -196,6 +196,7 @@ macro_rules! __conformance_case_list {
             (counters::incr_refuses_a_value_that_is_not_a_counter)
             (counters::incr_overflow_is_refused)
             (typed_capabilities::typed_capabilities_use_the_callers_keys)
+            (typed_capabilities::typed_counters_use_the_callers_keys)
             (typed_capabilities::tagged_cache_walks_and_counts_entries_only)
             (typed_capabilities::freshness_cache_walks_values_not_headers)
         }

@@ -9,8 +9,8 @@ use super::{Doc, LONG_TTL, bytes, doc};
 use crate::conformance::Ctx;
 use crate::{Condition, Error, Loaded, Result, SetOptions, Ttl};
 
-/// Walks, `len`, `take`, `take_many`, the reads with the TTL and counters speak the caller's
-/// keys, without the prefix, and see only this cache's keys.
+/// Walks, `len`, `take`, `take_many` and the reads with the TTL speak the caller's keys,
+/// without the prefix, and see only this cache's keys.
 pub async fn typed_capabilities_use_the_callers_keys(ctx: Ctx) -> Result<()> {
     let cache = ctx
         .builder::<Doc>()
@@ -50,7 +50,20 @@ pub async fn typed_capabilities_use_the_callers_keys(ctx: Ctx) -> Result<()> {
     assert_eq!(taken, HashMap::from([("b".into(), doc(2))]));
     assert_eq!(cache.len().await?, 1);
     assert_eq!(other.len().await?, 1);
+    Ok(())
+}
+
+/// Counters speak the caller's keys, take the cache's default TTL when created, and refuse a
+/// typed entry naming the caller's key.
+pub async fn typed_counters_use_the_callers_keys(ctx: Ctx) -> Result<()> {
+    let cache = ctx
+        .builder::<Doc>()
+        .prefix(ctx.key("docs:"))
+        .default_ttl(LONG_TTL)
+        .build();
+    cache.set("c", &doc(3)).await?;
     assert_eq!(cache.incr("hits", 2).await?, 2);
+    assert!(ctx.backend().contains(&ctx.key("docs:hits")).await?);
     assert_eq!(cache.counter("hits").await?, Some(2));
     assert!(matches!(cache.ttl("hits").await?, Some(Ttl::Remaining(_))));
     match cache.incr("c", 1).await {
