@@ -14,7 +14,7 @@
 //! expired responses go in one `purge_expired`.
 //!
 //! ```sh
-//! cargo run --example aiohttp_client_cache --features sign
+//! cargo run --example aiohttp_client_cache --features sign,blocking
 //! ```
 
 use std::collections::HashMap;
@@ -188,39 +188,50 @@ impl CacheBackend {
 }
 
 /// The same storage for code without an async runtime (a sync requests-style client), through
-/// a small runtime of its own.
+/// `cachette::blocking`.
 struct SyncCacheBackend {
-    inner: CacheBackend,
-    runtime: tokio::runtime::Runtime,
+    responses: cachette::blocking::Cache<CachedResponse>,
+    redirects: cachette::blocking::Cache<String>,
 }
 
 impl SyncCacheBackend {
-    fn open(url: &str, cache_name: &str) -> Result<Self, Box<dyn std::error::Error>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let store = runtime.block_on(cachette::open(url))?;
+    fn open(url: &str, cache_name: &str) -> cachette::Result<Self> {
+        let store = cachette::blocking::open(url)?;
+        let sign = || Sign::new(SECRET_KEY).salt(SALT);
         Ok(Self {
-            inner: CacheBackend::new(store, cache_name, Some(SECRET_KEY)),
-            runtime,
+            responses: store.cache_with(|builder| {
+                builder
+                    .prefix(format!("{cache_name}:responses:"))
+                    .layer(sign())
+            }),
+            redirects: store.cache_with(|builder| {
+                builder
+                    .prefix(format!("{cache_name}:redirects:"))
+                    .layer(sign())
+            }),
         })
     }
 
     fn write(&self, key: &str, item: &CachedResponse) -> cachette::Result<()> {
-        self.runtime
-            .block_on(self.inner.responses.write(key, item, None))
+        self.responses.set(key, item)
     }
 
     fn read(&self, key: &str) -> cachette::Result<Option<CachedResponse>> {
-        self.runtime.block_on(self.inner.get_response(key))
+        if let Some(response) = self.responses.get(key)? {
+            return Ok(Some(response));
+        }
+        match self.redirects.get(key)? {
+            Some(target) => self.responses.get(&target),
+            None => Ok(None),
+        }
     }
 
     fn pop(&self, key: &str) -> cachette::Result<Option<CachedResponse>> {
-        self.runtime.block_on(self.inner.responses.pop(key, None))
+        self.responses.take(key)
     }
 
     fn size(&self) -> cachette::Result<u64> {
-        self.runtime.block_on(self.inner.responses.size())
+        self.responses.len()
     }
 }
 

@@ -10,8 +10,11 @@
 //! expired entries stay in memory until the process ends (here: the store drops them), and a
 //! failing directory is asked again on every stale read (here: once per `refresh_retry_after`).
 //!
+//! atproto's synchronous `DidInMemoryCache` has its twin too, `SyncDidCache`, on
+//! `cachette::blocking`: the same cache for code without an async runtime.
+//!
 //! ```sh
-//! cargo run --example atproto_did_cache
+//! cargo run --example atproto_did_cache --features blocking
 //! ```
 //!
 //! The demo shortens `stale_ttl` and `max_ttl` to fractions of a second so that it ends quickly.
@@ -137,6 +140,90 @@ impl DidCache {
     }
 }
 
+/// The DID the demo resolves.
+const ALICE: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+
+/// atproto's synchronous `DidInMemoryCache`: the same cache through `cachette::blocking`, for
+/// code without an async runtime; the callback of `refresh` is a plain closure.
+struct SyncDidCache {
+    cache: cachette::blocking::Cache<DidDocument>,
+}
+
+impl SyncDidCache {
+    fn new(store: &cachette::blocking::Store, stale_ttl: Duration, max_ttl: Duration) -> Self {
+        let cache = store.cache_with(|builder| {
+            builder
+                .prefix("did-sync:")
+                .default_ttl(max_ttl)
+                .fresh_for(stale_ttl)
+                .negative_ttl(max_ttl.min(Duration::from_secs(60)))
+                .refresh_retry_after(stale_ttl)
+        });
+        Self { cache }
+    }
+
+    fn set(&self, did: &str, document: &DidDocument) -> cachette::Result<()> {
+        self.cache.set(did, document)
+    }
+
+    fn get(&self, did: &str) -> cachette::Result<Option<CachedDidResult>> {
+        let Some(entry) = self.cache.get_entry(did)? else {
+            return Ok(None);
+        };
+        let stale = !entry.is_fresh();
+        Ok(entry.value.map(|document| CachedDidResult {
+            did: did.to_owned(),
+            document,
+            updated_at: entry.written_at,
+            stale,
+            expired: false,
+        }))
+    }
+
+    fn refresh<F>(&self, did: &str, get_doc_callback: F) -> cachette::Result<()>
+    where
+        F: FnOnce() -> io::Result<Option<DidDocument>> + Send + 'static,
+    {
+        self.cache
+            .refresh(did, move || {
+                Ok::<_, io::Error>(
+                    get_doc_callback()?.map_or_else(Loaded::not_found, Loaded::value),
+                )
+            })
+            .map(drop)
+    }
+
+    fn delete(&self, did: &str) -> cachette::Result<()> {
+        self.cache.delete(did).map(drop)
+    }
+
+    fn clear(&self) -> cachette::Result<()> {
+        self.cache.clear().map(drop)
+    }
+}
+
+/// The sync flavour over the same SQLite file, from a thread without a runtime.
+fn sync_flavour(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let store = cachette::blocking::open(url)?;
+    let cache = SyncDidCache::new(&store, Duration::from_millis(100), Duration::from_secs(60));
+    cache.clear()?;
+    let alice = document(ALICE, "alice.example.com");
+    cache.set(ALICE, &alice)?;
+    let hit = cache.get(ALICE)?.ok_or("alice is cached")?;
+    assert!(!hit.stale && hit.document == alice && hit.did == ALICE);
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(cache.get(ALICE)?.ok_or("alice is cached")?.stale);
+    let renamed = document(ALICE, "alice.renamed.example");
+    let fetched = renamed.clone();
+    cache.refresh(ALICE, move || Ok(Some(fetched)))?;
+    let refreshed = cache.get(ALICE)?.ok_or("alice is cached")?;
+    assert!(!refreshed.stale && refreshed.document == renamed);
+    cache.delete(ALICE)?;
+    assert!(cache.get(ALICE)?.is_none());
+    println!("sync DidInMemoryCache -> get, stale, refresh, delete: ok");
+    Ok(())
+}
+
 /// A resolver in front of the cache: fresh documents from the cache, stale ones at once with a
 /// background refresh, missing ones fetched from the PLC directory (one fetch per DID however
 /// many callers ask).
@@ -245,7 +332,6 @@ impl Directory {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     const STALE_TTL: Duration = Duration::from_millis(300);
     const MAX_TTL: Duration = Duration::from_millis(2500);
-    const ALICE: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
     const NOBODY: &str = "did:plc:nobodyhomexxxxxxxxxxxxxxx";
 
     let directory = Arc::new(Directory::default());
@@ -253,7 +339,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plc = directory.start().await?;
 
     let path = std::env::temp_dir().join("cachette-atproto-did-cache.db");
-    let store = cachette::open(&format!("sqlite://{}", path.display())).await?;
+    let sync_url = format!("sqlite://{}", path.display());
+    let store = cachette::open(&sync_url).await?;
     let cache = DidCache::new(store, STALE_TTL, MAX_TTL);
     cache.clear().await?;
     let resolver = DidResolver {
@@ -367,5 +454,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cache.delete(ALICE).await?;
     cache.set(ALICE, &back).await?;
     cache.clear().await?;
+
+    let url = sync_url.clone();
+    tokio::task::spawn_blocking(move || sync_flavour(&url).map_err(|error| error.to_string()))
+        .await??;
     Ok(())
 }

@@ -11,7 +11,7 @@
 //! one store call however many responses carry it.
 //!
 //! ```sh
-//! cargo run --example pomdapi_cache
+//! cargo run --example pomdapi_cache --features blocking
 //! ```
 
 use std::collections::HashMap;
@@ -118,22 +118,21 @@ where
 }
 
 /// pomdapi's sync methods (`get_by_request`, `get_by_tags`, `set`, `invalidate_tags` without
-/// the `a`): the same cache, for code without an async runtime, through a small runtime of its
-/// own that runs each call to the end.
+/// the `a`): the same caches through `cachette::blocking`, for code without an async runtime.
 struct SyncRequestCache<R> {
-    cache: RequestCache<R>,
-    runtime: tokio::runtime::Runtime,
+    responses: cachette::blocking::Cache<R>,
+    latest: cachette::blocking::Cache<String>,
 }
 
 impl<R> SyncRequestCache<R>
 where
     R: Clone + Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static,
 {
-    fn new(cache: RequestCache<R>) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        Ok(Self { cache, runtime })
+    fn new(store: &cachette::blocking::Store) -> Self {
+        Self {
+            responses: store.cache_with(|builder| builder.prefix("pomdapi:").tagged()),
+            latest: store.cache_with(|builder| builder.prefix("pomdapi:").tagged()),
+        }
     }
 
     fn get_by_request(
@@ -141,13 +140,24 @@ where
         endpoint: &str,
         request: &impl Display,
     ) -> cachette::Result<Option<R>> {
-        self.runtime
-            .block_on(self.cache.get_by_request(endpoint, request))
+        self.responses
+            .get(&RequestCache::<R>::key_from_req(endpoint, request))
     }
 
     fn get_by_tags(&self, endpoint: &str, tags: &[&str]) -> cachette::Result<Option<R>> {
-        self.runtime
-            .block_on(self.cache.get_by_tags(endpoint, tags))
+        let keys: Vec<String> = tags
+            .iter()
+            .map(|tag| RequestCache::<R>::key_from_tag(endpoint, tag))
+            .collect();
+        let latest = self.latest.get_many(&keys)?;
+        for key in &keys {
+            if let Some(request_key) = latest.get(key)
+                && let Some(response) = self.responses.get(request_key)?
+            {
+                return Ok(Some(response));
+            }
+        }
+        Ok(None)
     }
 
     fn set(
@@ -158,13 +168,29 @@ where
         response: &R,
         ttl: Option<Duration>,
     ) -> cachette::Result<()> {
-        self.runtime
-            .block_on(self.cache.set(endpoint, request, tags, response, ttl))
+        let request_key = RequestCache::<R>::key_from_req(endpoint, request);
+        let options = match ttl {
+            Some(ttl) => SetOptions::new().ttl(ttl),
+            None => SetOptions::new(),
+        };
+        self.responses.set_with(
+            &request_key,
+            response,
+            options.clone().tags(tags.iter().copied()),
+        )?;
+        for tag in tags {
+            let options = options.clone().tags([*tag]);
+            self.latest.set_with(
+                &RequestCache::<R>::key_from_tag(endpoint, tag),
+                &request_key,
+                options,
+            )?;
+        }
+        Ok(())
     }
 
-    fn invalidate_tags(&self, endpoint: &str, tags: &[&str]) -> cachette::Result<()> {
-        self.runtime
-            .block_on(self.cache.invalidate_tags(endpoint, tags))
+    fn invalidate_tags(&self, _endpoint: &str, tags: &[&str]) -> cachette::Result<()> {
+        self.responses.invalidate_tags(tags.iter().copied())
     }
 }
 
@@ -367,8 +393,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The sync flavour, from a thread without a runtime, on the same store: it sees what the
     // async side wrote, and its invalidation reaches the async side.
-    let sync = SyncRequestCache::new(client.issues.clone())?;
+    let sync_url = format!("sqlite://{}", path.display());
     let from_sync = tokio::task::spawn_blocking(move || -> cachette::Result<bool> {
+        let store = cachette::blocking::open(&sync_url)?;
+        let sync = SyncRequestCache::<Option<Issue>>::new(&store);
         let cached = sync.get_by_request("get_issue", &2)?;
         sync.set("get_issue", &9, &["Issue:9"], &None, None)?;
         let tagged = sync.get_by_tags("get_issue", &["Issue:9"])?;

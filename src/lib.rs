@@ -48,6 +48,9 @@
 //! implements. What store and layer authors need besides lives in [`raw`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "blocking")]
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+pub mod blocking;
 mod open;
 
 pub use cache_core::{

@@ -3,7 +3,10 @@
 //! rotation reads old entries; and over arbitrary stored bytes each layer's framing answers a
 //! value or an error, never a panic, while every value round-trips through it.
 
-#![allow(clippy::unwrap_used, reason = "helpers of tests: a failure is the test failing")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: a failure is the test failing"
+)]
 
 use std::sync::Arc;
 
@@ -17,7 +20,10 @@ use proptest::prelude::*;
 const SECRET: &[u8] = b"correct horse battery staple, 32b";
 
 /// A named way of wrapping a store.
-type Stack = (&'static str, Box<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend>>);
+type Stack = (
+    &'static str,
+    Box<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend>>,
+);
 
 fn stacks() -> Vec<Stack> {
     vec![

@@ -89,12 +89,24 @@ pub fn run() -> Result<()> {
     // Each seed system's API rebuilt on cachette; each asserts what it shows.
     run.cargo(
         "atproto example",
-        &["run", "--example", "atproto_did_cache"],
+        &[
+            "run",
+            "--example",
+            "atproto_did_cache",
+            "--features",
+            "blocking",
+        ],
         &[],
     );
     run.cargo(
         "pomdapi example",
-        &["run", "--example", "pomdapi_cache"],
+        &[
+            "run",
+            "--example",
+            "pomdapi_cache",
+            "--features",
+            "blocking",
+        ],
         &[],
     );
     run.cargo(
@@ -104,7 +116,7 @@ pub fn run() -> Result<()> {
             "--example",
             "aiohttp_client_cache",
             "--features",
-            "sign",
+            "sign,blocking",
         ],
         &[],
     );
