@@ -42,9 +42,78 @@ pub async fn measure(
                 Outcome::Failed { error } => error,
                 other => format!("{other:?}"),
             })?;
-    let rows = rows(&backend, name, workload, repeats).await;
+    let mut rows = rows(&backend, name, workload, repeats).await;
     cleanup.await?;
+    if let (Ok(found), "memory" | "sqlite") = (&mut rows, store) {
+        found.push(blocking_row(store, name, workload, repeats).await?);
+    }
     rows
+}
+
+/// `blocking::Cache::get` from a thread without a runtime, against the async `get` over the
+/// same store, alternating.
+async fn blocking_row(
+    store: &str,
+    name: &'static str,
+    workload: &SharedWorkload,
+    repeats: usize,
+) -> BenchResult<CapabilityRow> {
+    let directory = tempfile::Builder::new()
+        .prefix("cachette-bench-blocking")
+        .tempdir()?;
+    let url = match store {
+        "sqlite" => format!(
+            "sqlite://{}",
+            directory.path().join("blocking.db").display()
+        ),
+        _ => "memory://".to_owned(),
+    };
+    let opened = tokio::task::spawn_blocking(move || cachette::blocking::open(&url)).await??;
+    let prefix = format!("{}blocking:", run_prefix());
+    let sync: cachette::blocking::Cache<DidDoc> =
+        opened.cache_with(|builder| builder.prefix(prefix.clone()));
+    let cache: Cache<DidDoc> = Cache::builder(Arc::clone(opened.backend()))
+        .prefix(prefix)
+        .build();
+    let sample: Vec<String> = workload.keys[..CALLS].to_vec();
+    cache
+        .set_many(
+            sample
+                .iter()
+                .zip(&workload.docs)
+                .map(|(key, doc)| (key.as_str(), doc)),
+        )
+        .await?;
+    let (mut blocking, mut asynchronous) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        let (sync, keys) = (sync.clone(), sample.clone());
+        let elapsed = std::thread::spawn(move || -> BenchResult<Duration> {
+            let began = Instant::now();
+            for key in &keys {
+                found(sync.get(key)?.is_some())?;
+            }
+            Ok(began.elapsed())
+        })
+        .join()
+        .map_err(|_| "the blocking reader panicked")??;
+        blocking.push(rate(CALLS, elapsed));
+        let began = Instant::now();
+        for key in &sample {
+            found(cache.get(key).await?.is_some())?;
+        }
+        asynchronous.push(rate(CALLS, began.elapsed()));
+    }
+    cache.clear().await?;
+    drop((sync, cache));
+    tokio::task::spawn_blocking(move || opened.close()).await??;
+    Ok(row(
+        name,
+        "blocking get, from a thread",
+        blocking,
+        "async get, same store",
+        asynchronous,
+        "ops/s",
+    ))
 }
 
 async fn rows(
