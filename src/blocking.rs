@@ -173,6 +173,27 @@ impl Store {
         }
     }
 
+    /// Runs `work` on this handle's runtime, from any thread, and returns its output: for an
+    /// async piece of code beside the blocking cache (the store's own async API, a layer's
+    /// setup). It follows the same rules as every blocking call inside an async runtime; an
+    /// error only when no thread could be started for it there.
+    ///
+    /// ```
+    /// use cachette::{Backend, blocking};
+    ///
+    /// let store = blocking::open("memory://")?;
+    /// let backend = std::sync::Arc::clone(store.backend());
+    /// assert_eq!(store.block_on(async move { backend.count_prefix("").await })??, 0);
+    /// # Ok::<(), cachette::Error>(())
+    /// ```
+    pub fn block_on<F>(&self, work: F) -> Result<F::Output>
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        self.owner.run(work)
+    }
+
     /// Closes the store (and every cache over it).
     pub fn close(&self) -> Result<()> {
         self.owner.call(self.backend.close())
