@@ -473,10 +473,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<HashMap<String, V>> {
-        let full_keys = keys
-            .into_iter()
-            .map(|key| Ok(self.full_key(key.as_ref())?.into_owned()))
-            .collect::<Result<_>>()?;
+        let full_keys = self.full_keys(keys)?;
         let as_miss = self.inner.decode_policy == DecodePolicy::Miss;
         let found = self.get_many_stored(full_keys, as_miss).await?;
         Ok(found
@@ -651,10 +648,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<u64> {
-        let full_keys: Vec<String> = keys
-            .into_iter()
-            .map(|key| Ok(self.full_key(key.as_ref())?.into_owned()))
-            .collect::<Result<_>>()?;
+        let full_keys = self.full_keys(keys)?;
         if full_keys.is_empty() {
             return Ok(0);
         }
@@ -714,6 +708,16 @@ impl<V: Send + Sync + 'static> Cache<V> {
             ));
         }
         Ok(self.store_key(key))
+    }
+
+    /// The store's keys for the caller's `keys`, each checked as [`Cache::full_key`] checks it.
+    pub(crate) fn full_keys<K: AsRef<str>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<String>> {
+        keys.into_iter()
+            .map(|key| Ok(self.full_key(key.as_ref())?.into_owned()))
+            .collect()
     }
 
     /// The store's key for `key`, checked already. Without a prefix it is the caller's key

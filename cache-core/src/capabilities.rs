@@ -60,10 +60,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<HashMap<String, V>> {
-        let full_keys: Vec<String> = keys
-            .into_iter()
-            .map(|key| Ok(self.full_key(key.as_ref())?.into_owned()))
-            .collect::<Result<_>>()?;
+        let full_keys = self.full_keys(keys)?;
         if full_keys.is_empty() {
             return Ok(HashMap::new());
         }
@@ -111,10 +108,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<HashMap<String, (V, Ttl)>> {
-        let full_keys: Vec<String> = keys
-            .into_iter()
-            .map(|key| Ok(self.full_key(key.as_ref())?.into_owned()))
-            .collect::<Result<_>>()?;
+        let full_keys = self.full_keys(keys)?;
         if full_keys.is_empty() {
             return Ok(HashMap::new());
         }

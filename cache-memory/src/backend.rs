@@ -60,16 +60,23 @@ impl Entry {
     }
 
     fn new(value: Bytes, ttl: Option<Duration>, now: Instant) -> Self {
-        let expires_at = ttl.map(|ttl| {
-            let ttl = Duration::from_millis(ttl_millis(ttl));
-            now.checked_add(ttl).unwrap_or(now + MOKA_MAX_TTL)
-        });
-        Self { value, expires_at }
+        Self {
+            value,
+            expires_at: deadline(ttl, now),
+        }
     }
 
     fn is_live(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|at| at > now)
     }
+}
+
+/// When an entry written at `now` with `ttl` expires (`None`: never).
+fn deadline(ttl: Option<Duration>, now: Instant) -> Option<Instant> {
+    ttl.map(|ttl| {
+        let ttl = Duration::from_millis(ttl_millis(ttl));
+        now.checked_add(ttl).unwrap_or(now + MOKA_MAX_TTL)
+    })
 }
 
 /// Tells moka each entry's own deadline.
@@ -623,7 +630,7 @@ impl Backend for MemoryBackend {
                             }
                         }
                     }
-                    _ => (0, Entry::new(Bytes::new(), ttl, now).expires_at),
+                    _ => (0, deadline(ttl, now)),
                 };
                 answer = add_to_counter(key, current, delta);
                 match &answer {

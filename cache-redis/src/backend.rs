@@ -678,7 +678,7 @@ impl Backend for RedisBackend {
             })
             .await?;
         let mut taken = vec![None; keys.len()];
-        self.fill_from_transactions(OPERATION, &batches, replies, |positions, values| {
+        self.fill_from_transactions(OPERATION, &batches, replies, 0, |positions, values| {
             for (&position, value) in positions.iter().zip(values) {
                 taken[position] = self.parse(OPERATION, Some(&keys[position]), value)?;
             }
@@ -725,32 +725,21 @@ impl Backend for RedisBackend {
             })
             .await?;
         let mut found = vec![None; keys.len()];
-        let mut batches_replies = batches.iter().zip(replies);
-        for (batch, replies) in batches_replies.by_ref() {
-            let mut replies = replies.into_iter();
-            for positions in &batch.slots {
-                let answers = exec_reply(&mut replies, positions.len() + 1).ok_or_else(|| {
-                    self.core.map_redis_error(
-                        OPERATION,
-                        None,
-                        unexpected("a MULTI/EXEC transaction was aborted"),
-                    )
-                })?;
-                let mut answers = answers.into_iter();
-                let values: Vec<Option<Bytes>> =
-                    self.parse(OPERATION, None, answers.next().unwrap_or(Value::Nil))?;
-                for ((&position, value), millis) in positions.iter().zip(values).zip(answers) {
-                    let millis: i64 = self.parse(OPERATION, Some(&keys[position]), millis)?;
-                    found[position] = match (value, ttl_of(millis)) {
-                        (Some(value), Some(ttl)) => Some((value, ttl)),
-                        (None, None) => None,
-                        // In one transaction, a key with a TTL but no value holds another type.
-                        (None, Some(_)) => return Err(crate::core::foreign_type(&keys[position])),
-                        (Some(_), None) => None,
-                    };
-                }
+        self.fill_from_transactions(OPERATION, &batches, replies, 1, |positions, answers| {
+            let mut answers = answers.into_iter();
+            let values: Vec<Option<Bytes>> =
+                self.parse(OPERATION, None, answers.next().unwrap_or(Value::Nil))?;
+            for ((&position, value), millis) in positions.iter().zip(values).zip(answers) {
+                let millis: i64 = self.parse(OPERATION, Some(&keys[position]), millis)?;
+                found[position] = match (value, ttl_of(millis)) {
+                    (Some(value), Some(ttl)) => Some((value, ttl)),
+                    // In one transaction, a key with a TTL but no value holds another type.
+                    (None, Some(_)) => return Err(crate::core::foreign_type(&keys[position])),
+                    (_, None) => None,
+                };
             }
-        }
+            Ok(())
+        })?;
         Ok(found)
     }
 
@@ -884,24 +873,26 @@ impl Backend for RedisBackend {
 
 impl RedisBackend {
     /// Hands each transaction's `EXEC` array of a keyed batch to `fill` with its slot's
-    /// positions.
+    /// positions: one transaction per slot, of a command per key and `extra` more.
     fn fill_from_transactions(
         &self,
         operation: &'static str,
         batches: &[NodeBatch],
         replies: Vec<Vec<Value>>,
+        extra: usize,
         mut fill: impl FnMut(&[usize], Vec<Value>) -> Result<()>,
     ) -> Result<()> {
         for (batch, replies) in batches.iter().zip(replies) {
             let mut replies = replies.into_iter();
             for positions in &batch.slots {
-                let values = exec_reply(&mut replies, positions.len()).ok_or_else(|| {
-                    self.core.map_redis_error(
-                        operation,
-                        None,
-                        unexpected("a MULTI/EXEC transaction was aborted"),
-                    )
-                })?;
+                let values =
+                    exec_reply(&mut replies, positions.len() + extra).ok_or_else(|| {
+                        self.core.map_redis_error(
+                            operation,
+                            None,
+                            unexpected("a MULTI/EXEC transaction was aborted"),
+                        )
+                    })?;
                 fill(positions, values)?;
             }
         }

@@ -184,19 +184,9 @@ impl Backend for SqliteBackend {
             .read(move |conn, now| {
                 conn.check_keys(array_keys(&array))?;
                 with_array(&mut array, |array| {
-                    let mut values = vec![None; count];
-                    let mut statement = conn.db.prepare_cached(&conn.sql.get_many)?;
-                    let mut rows = statement.query(params![array, now])?;
-                    while let Some(row) = rows.next()? {
-                        let position: i64 = row.get(0)?;
-                        let slot = usize::try_from(position - 1)
-                            .ok()
-                            .and_then(|index| values.get_mut(index));
-                        if let Some(slot) = slot {
-                            *slot = Some(blob(row, 1)?);
-                        }
-                    }
-                    Ok(values)
+                    by_position(conn, &conn.sql.get_many, array, now, count, |row| {
+                        blob(row, 1)
+                    })
                 })
             })
             .await
@@ -456,19 +446,14 @@ impl Backend for SqliteBackend {
             .read(move |conn, now| {
                 conn.check_keys(array_keys(&array))?;
                 with_array(&mut array, |array| {
-                    let mut found = vec![None; count];
-                    let mut statement = conn.db.prepare_cached(&conn.sql.get_many_with_ttl)?;
-                    let mut rows = statement.query(params![array, now])?;
-                    while let Some(row) = rows.next()? {
-                        let position: i64 = row.get(0)?;
-                        let slot = usize::try_from(position - 1)
-                            .ok()
-                            .and_then(|index| found.get_mut(index));
-                        if let Some(slot) = slot {
-                            *slot = Some((blob(row, 1)?, ttl_at(row.get(2)?, now)));
-                        }
-                    }
-                    Ok(found)
+                    by_position(
+                        conn,
+                        &conn.sql.get_many_with_ttl,
+                        array,
+                        now,
+                        count,
+                        |row| Ok((blob(row, 1)?, ttl_at(row.get(2)?, now))),
+                    )
                 })
             })
             .await
@@ -604,6 +589,31 @@ impl Backend for SqliteBackend {
         self.workers.close().await;
         Ok(())
     }
+}
+
+/// Runs a batch read whose rows lead with the 1-based position of their key in the request
+/// (see `Sql::get_many`), and places what `read` makes of each row at its position.
+fn by_position<T: Clone>(
+    conn: &Conn,
+    sql: &str,
+    array: &std::rc::Rc<Vec<rusqlite::types::Value>>,
+    now: i64,
+    count: usize,
+    read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<Option<T>>> {
+    let mut found = vec![None; count];
+    let mut statement = conn.db.prepare_cached(sql)?;
+    let mut rows = statement.query(params![array, now])?;
+    while let Some(row) = rows.next()? {
+        let position: i64 = row.get(0)?;
+        let slot = usize::try_from(position - 1)
+            .ok()
+            .and_then(|index| found.get_mut(index));
+        if let Some(slot) = slot {
+            *slot = Some(read(row)?);
+        }
+    }
+    Ok(found)
 }
 
 /// Deletes `key` whatever its state and returns its value if it was live.

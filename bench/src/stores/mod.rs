@@ -84,6 +84,42 @@ pub async fn open_local(store: &str, purpose: &str) -> BenchResult<(Arc<dyn Back
     Ok((backend, cleanup))
 }
 
+/// Two facades over one in-process `store` (`memory` or `sqlite`), preloaded: the one over
+/// `layered` (the store behind a layer) as the "facade", the plain one in the raw driver's
+/// place, so that the ratio is the layer's cost.
+pub async fn layered_against_plain(
+    store: &str,
+    backend: Arc<dyn Backend>,
+    layered: Arc<dyn Backend>,
+    cleanup: Cleanup,
+    workload: &SharedWorkload,
+) -> BenchResult<StoreBench> {
+    let prefix = run_prefix();
+    let (facade, plain) = if store == "memory" {
+        (
+            Facade::<true>::contender(layered, &format!("{prefix}l:"), workload),
+            Facade::<true>::contender(backend, &format!("{prefix}p:"), workload),
+        )
+    } else {
+        (
+            Facade::<false>::contender(layered, &format!("{prefix}l:"), workload),
+            Facade::<false>::contender(backend, &format!("{prefix}p:"), workload),
+        )
+    };
+    let bench = StoreBench {
+        facade,
+        raw: plain,
+        raw_name: "the plain facade over the same store, no layer",
+        peer: None,
+        cleanup,
+        server: None,
+        note: None,
+    };
+    bench.facade.preload().await?;
+    bench.raw.preload().await?;
+    Ok(bench)
+}
+
 /// `Outcome::NotBuilt` when the in-process `store` is compiled out of this binary.
 fn local_store_built(store: &str) -> Result<(), Outcome> {
     match store {

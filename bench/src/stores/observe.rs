@@ -9,7 +9,7 @@ use cache_core::raw::Layer;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 
-use super::{Facade, StoreBench, open_local, run_prefix};
+use super::{StoreBench, layered_against_plain, open_local};
 use crate::BenchResult;
 use crate::workload::SharedWorkload;
 
@@ -52,29 +52,5 @@ pub async fn setup(
         Observer::Tracing => Observe::new(TracingObserver::new()).layer(Arc::clone(&backend)),
         Observer::Metrics => Observe::new(MetricsObserver::new()).layer(Arc::clone(&backend)),
     };
-    let prefix = run_prefix();
-    let local = store == "memory";
-    let (facade, plain) = if local {
-        (
-            Facade::<true>::contender(observed, &format!("{prefix}o:"), workload),
-            Facade::<true>::contender(Arc::clone(&backend), &format!("{prefix}p:"), workload),
-        )
-    } else {
-        (
-            Facade::<false>::contender(observed, &format!("{prefix}o:"), workload),
-            Facade::<false>::contender(Arc::clone(&backend), &format!("{prefix}p:"), workload),
-        )
-    };
-    let bench = StoreBench {
-        facade,
-        raw: plain,
-        raw_name: "the plain facade over the same store, no layer",
-        peer: None,
-        cleanup,
-        server: None,
-        note: None,
-    };
-    bench.facade.preload().await?;
-    bench.raw.preload().await?;
-    Ok(bench)
+    layered_against_plain(store, backend, observed, cleanup, workload).await
 }

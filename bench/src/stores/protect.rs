@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cache_core::layers::{Compress, Encrypt, Sign};
 use cache_core::raw::Layer;
 
-use super::{Facade, StoreBench, open_local, run_prefix};
+use super::{StoreBench, layered_against_plain, open_local};
 use crate::BenchResult;
 use crate::workload::SharedWorkload;
 
@@ -37,28 +37,5 @@ pub async fn setup(
         Protection::Encrypted => Encrypt::new([7; 32]).layer(Arc::clone(&backend)),
         Protection::Compressed => Compress::new().threshold(256).layer(Arc::clone(&backend)),
     };
-    let prefix = run_prefix();
-    let (facade, plain) = if store == "memory" {
-        (
-            Facade::<true>::contender(protected, &format!("{prefix}x:"), workload),
-            Facade::<true>::contender(Arc::clone(&backend), &format!("{prefix}p:"), workload),
-        )
-    } else {
-        (
-            Facade::<false>::contender(protected, &format!("{prefix}x:"), workload),
-            Facade::<false>::contender(Arc::clone(&backend), &format!("{prefix}p:"), workload),
-        )
-    };
-    let bench = StoreBench {
-        facade,
-        raw: plain,
-        raw_name: "the plain facade over the same store, no layer",
-        peer: None,
-        cleanup,
-        server: None,
-        note: None,
-    };
-    bench.facade.preload().await?;
-    bench.raw.preload().await?;
-    Ok(bench)
+    layered_against_plain(store, backend, protected, cleanup, workload).await
 }
