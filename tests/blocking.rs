@@ -105,6 +105,25 @@ fn concurrent_threads_share_one_load() -> cachette::Result<()> {
 }
 
 #[test]
+fn a_loader_asking_for_its_own_key_fails_instead_of_waiting_for_itself() -> cachette::Result<()> {
+    let store = blocking::open("memory://")?;
+    let cache: blocking::Cache<u32> = store.cache();
+    let inner = cache.clone();
+    let loaded = cache.get_or_insert_with("k", move || {
+        // The plain closure calls the cache, as a loader of real code may.
+        match inner.get_or_insert_with("k", || Ok::<_, std::io::Error>(2)) {
+            Err(Error::LoadCycle { key }) if key == "k" => {}
+            other => panic!("the loader's own key answered {other:?}, not LoadCycle"),
+        }
+        let other = inner.get_or_insert_with("other", || Ok::<_, std::io::Error>(7))?;
+        Ok::<_, Error>(other + 1)
+    })?;
+    assert_eq!(loaded, 8);
+    assert_eq!(cache.get("other")?, Some(7));
+    Ok(())
+}
+
+#[test]
 fn stale_values_are_served_while_a_plain_closure_refreshes_them() -> cachette::Result<()> {
     let store = blocking::open("memory://")?;
     let cache: blocking::Cache<u32> = store.cache_with(|builder| {

@@ -1,91 +1,66 @@
 //! The suite's facade cases (the typed cache's groups: facade, faults, loading, freshness, tags
-//! and the typed capabilities) on what a blocking user gets: a store opened by
-//! `blocking::open`, on the handle's own runtime, each case started with `Store::block_on` from
-//! threads without a runtime, over the memory store and a SQLite file. Each case drives the
-//! async cache as one future, so this proves the handle's runtime and store serve every typed
-//! feature (background refreshes, single flight, tags); the per-call bridge of
-//! `blocking::Cache` itself is tested in `tests/blocking.rs`.
+//! and the typed capabilities) on the blocking facade, over stores opened by `blocking::open`:
+//! every verb is called on a `blocking::Cache` from a plain thread without a runtime, as a
+//! program without one calls it, and loaders are plain closures. A blocking call cannot be
+//! cancelled, so the two cases that cancel callers are not applicable, and say so.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use cache_core::conformance::{Case, cases, run_case};
+use cache_core::conformance::{FACADE_GROUPS, RunOptions, Verdict, run_conformance};
 use cachette::blocking;
 
-/// The groups whose cases build typed caches.
-const FACADE_GROUPS: [&str; 6] = [
-    "facade",
-    "faults",
-    "loading",
-    "freshness",
-    "tags",
-    "typed_capabilities",
+const CANCELLING: [&str; 2] = [
+    "loading::cancelled_loader_lets_a_waiter_take_over",
+    "freshness::cancelled_readers_neither_stop_a_refresh_nor_block_a_load",
 ];
 
-fn message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_else(|| "panicked".into())
-}
-
-fn run_facade_cases(url: &str) {
-    let store = blocking::open(url).expect("open the store");
-    let facade: Vec<Case> = cases()
-        .into_iter()
-        .filter(|case| FACADE_GROUPS.contains(&case.group))
+async fn run_facade_cases(url: String) {
+    // Opened outside the async runtime, as a blocking user opens it.
+    let store = tokio::task::spawn_blocking(move || blocking::open(&url))
+        .await
+        .expect("the opening thread")
+        .expect("open the store");
+    let reports = run_conformance(
+        RunOptions::new(Arc::clone(store.backend()))
+            .only_groups(&FACADE_GROUPS)
+            .through_blocking(store.runtime().clone())
+            .parallelism(8),
+    )
+    .await;
+    assert!(
+        reports.len() >= 48,
+        "only {} facade cases ran",
+        reports.len()
+    );
+    let failures: Vec<String> = reports
+        .iter()
+        .filter_map(|report| Some(format!("{}: {}", report.case, report.failure()?)))
         .collect();
-    assert!(facade.len() >= 45, "only {} facade cases", facade.len());
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    // Four threads at a time, each taking the next case.
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                loop {
-                    let Some(case) = facade.get(next.fetch_add(1, Ordering::SeqCst)) else {
-                        return;
-                    };
-                    let backend = Arc::clone(store.backend());
-                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        store.block_on(run_case(case.run, backend, None))
-                    }));
-                    let failure = match outcome {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(error)) => error.to_string(),
-                        Err(panic) => message(&*panic),
-                    };
-                    failures
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(format!("{case:?}: {failure}"));
-                }
-            });
-        }
-    });
-    let failures = failures
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner);
     assert!(
         failures.is_empty(),
-        "{} facade case(s) failed through the blocking bridge:\n{}",
+        "{} facade case(s) failed on the blocking facade:\n{}",
         failures.len(),
         failures.join("\n")
     );
+    let not_applicable: Vec<&str> = reports
+        .iter()
+        .filter(|report| matches!(report.verdict, Verdict::NotApplicable(_)))
+        .map(|report| report.case.as_str())
+        .collect();
+    assert_eq!(not_applicable, CANCELLING);
 }
 
-#[test]
-fn facade_cases_pass_through_the_blocking_bridge_on_memory() {
-    run_facade_cases("memory://");
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn facade_cases_pass_on_the_blocking_facade_over_memory() {
+    run_facade_cases("memory://".into()).await;
 }
 
-#[test]
-fn facade_cases_pass_through_the_blocking_bridge_on_sqlite() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn facade_cases_pass_on_the_blocking_facade_over_sqlite() {
     let directory = tempfile::tempdir().expect("a temporary directory");
-    run_facade_cases(&format!(
+    run_facade_cases(format!(
         "sqlite://{}",
         directory.path().join("facade.db").display()
-    ));
+    ))
+    .await;
 }

@@ -14,7 +14,7 @@ use crate::tags::TAG_MARK;
 use crate::{Cache, DecodePolicy, Error, Result, ScanCursor, ScanOptions, Ttl};
 
 /// Keys a walk asks the store for per page.
-const WALK_PAGE: usize = 1_000;
+pub(crate) const WALK_PAGE: usize = 1_000;
 
 /// Where a walk of [`Cache::keys`] or [`Cache::entries`] stands.
 struct Walk {

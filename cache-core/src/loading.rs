@@ -14,7 +14,23 @@ use std::time::Duration;
 tokio::task_local! {
     /// The keys the current task is loading, each with the cache it loads for: a loader that
     /// asks for one of them again would wait for itself.
-    static LOADING: Vec<(usize, String)>;
+    static LOADING: LoadingKeys;
+}
+
+/// The keys the current task is loading (see `LOADING`), to hand to a loader that runs
+/// elsewhere: the blocking cache's loaders run on a thread of their own.
+pub(crate) type LoadingKeys = Vec<(usize, String)>;
+
+/// The keys the current task is loading, if it is loading any.
+#[cfg(feature = "blocking")]
+pub(crate) fn loading_keys() -> Option<LoadingKeys> {
+    LOADING.try_with(Clone::clone).ok()
+}
+
+/// Runs `work` as a task loading `keys`: a call from a blocking loader, on the loader's behalf.
+#[cfg(feature = "blocking")]
+pub(crate) async fn loading_as<T>(keys: LoadingKeys, work: impl Future<Output = T>) -> T {
+    LOADING.scope(keys, work).await
 }
 
 /// What a leader's load produced: the outcome every waiter gets (`Ok(None)`: the source has no

@@ -52,4 +52,12 @@ pub enum FacadeBug {
     WalkListsTagVersions,
     /// `len` of a tagged cache counts the tag versions.
     LenCountsTagVersions,
+    /// The blocking cache runs each call on a runtime of its own, made for the call and dropped
+    /// with it, so whatever the call leaves running (a background refresh) dies with it.
+    BlockingRuntimePerCall,
+    /// The blocking cache's walk ends after its first page.
+    BlockingWalkFirstPageOnly,
+    /// A blocking loader's own calls to the cache do not know the load they are made for, so
+    /// a loader asking for its own key waits for itself.
+    BlockingLoaderCallsForgetTheLoad,
 }

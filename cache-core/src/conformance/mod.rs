@@ -73,6 +73,9 @@ pub use crate::planted::FacadeBug;
 pub mod cases;
 pub mod outage;
 pub mod secrets;
+mod under_test;
+
+pub use under_test::{CacheUnderTest, WalkStream};
 
 /// The most keys one case holds alive at once: the 100,000 keys written beside a timer to show
 /// that no batch stalls the runtime (every other case holds at most about 27,000).
@@ -80,6 +83,17 @@ pub const WORKING_SET_KEYS: usize = 100_000;
 
 /// The most value bytes one case holds alive at once (the 64 MiB value).
 pub const WORKING_SET_BYTES: usize = 65 * 1024 * 1024;
+
+/// The groups whose cases drive the typed cache rather than the store: what a facade of its
+/// own (the blocking one) runs.
+pub const FACADE_GROUPS: [&str; 6] = [
+    "facade",
+    "faults",
+    "loading",
+    "freshness",
+    "tags",
+    "typed_capabilities",
+];
 
 /// What a case returns: `Ok` when it passed. Assertion failures panic with a message.
 pub type CaseFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -126,6 +140,9 @@ pub struct Ctx {
     peer: Arc<dyn Backend>,
     prefix: String,
     facade_bug: Option<FacadeBug>,
+    /// The runtime of the blocking facade the cases drive, if they drive that one.
+    #[cfg(feature = "blocking")]
+    blocking: Option<crate::blocking::Runtime>,
 }
 
 impl Ctx {
@@ -146,6 +163,8 @@ impl Ctx {
             peer,
             prefix: format!("cachette-conformance:{tag}:"),
             facade_bug: None,
+            #[cfg(feature = "blocking")]
+            blocking: None,
         }
     }
 
@@ -172,10 +191,46 @@ impl Ctx {
     }
 
     /// A cache over the store with this case's prefix.
-    pub fn cache<V: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static>(
+    pub fn cache<V: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static>(
         &self,
-    ) -> Cache<V> {
-        self.builder().build()
+    ) -> CacheUnderTest<V> {
+        self.typed(self.builder())
+    }
+
+    /// The cache `builder` builds, as the facade under test: the async cache, or its blocking
+    /// twin in a context made by [`Ctx::through_blocking`].
+    pub fn typed<V, S>(&self, builder: CacheBuilder<V, S>) -> CacheUnderTest<V>
+    where
+        V: Clone + Send + Sync + 'static,
+        S: crate::Serializer<V>,
+    {
+        let cache = builder.build();
+        #[cfg(feature = "blocking")]
+        if let Some(runtime) = &self.blocking {
+            return CacheUnderTest::blocking(runtime.cache(cache));
+        }
+        CacheUnderTest::new(cache)
+    }
+
+    /// This context, whose typed caches are the blocking facade over `runtime`: each verb is
+    /// called from a plain thread of its own, as a program without an async runtime calls it.
+    #[cfg(feature = "blocking")]
+    pub fn through_blocking(mut self, runtime: crate::blocking::Runtime) -> Self {
+        self.blocking = Some(runtime);
+        self
+    }
+
+    /// Goes on when the facade under test lets a caller be cancelled; a blocking call cannot
+    /// be, so a case that cancels callers is not applicable to the blocking facade.
+    pub fn require_cancellable_callers(&self) -> Result<()> {
+        #[cfg(feature = "blocking")]
+        if self.blocking.is_some() {
+            return Err(crate::Error::unsupported(
+                "blocking facade",
+                "cancelling a caller",
+            ));
+        }
+        Ok(())
     }
 
     /// A cache builder over the store with this case's prefix.
@@ -220,6 +275,12 @@ pub async fn run_case(
         Some(peer) => Ctx::with_peer(backend, peer),
         None => Ctx::new(backend),
     };
+    run_case_in(case, ctx).await;
+}
+
+/// Runs one case in `ctx` (its store, second handle and prefix, and the facade under test) and
+/// panics with the case's failure.
+pub async fn run_case_in(case: fn(Ctx) -> CaseFuture, ctx: Ctx) {
     match case(ctx.clone()).await {
         Ok(()) => {}
         // A test of the macro cannot end as "not applicable", so it fails, saying why;
@@ -265,6 +326,10 @@ pub struct RunOptions {
     peer: Option<Arc<dyn Backend>>,
     parallelism: usize,
     exclusive: bool,
+    groups: Option<Vec<&'static str>>,
+    facade_bug: Option<FacadeBug>,
+    #[cfg(feature = "blocking")]
+    blocking: Option<crate::blocking::Runtime>,
 }
 
 impl RunOptions {
@@ -275,7 +340,52 @@ impl RunOptions {
             peer: None,
             parallelism: 16,
             exclusive: false,
+            groups: None,
+            facade_bug: None,
+            #[cfg(feature = "blocking")]
+            blocking: None,
         }
+    }
+
+    /// Only the cases of `groups` (e.g. [`FACADE_GROUPS`]); the others are left out of the report.
+    pub fn only_groups(mut self, groups: &[&'static str]) -> Self {
+        self.groups = Some(groups.to_vec());
+        self
+    }
+
+    /// The typed caches of the cases are the blocking facade over `runtime` (see
+    /// [`Ctx::through_blocking`]); run it with [`FACADE_GROUPS`].
+    #[cfg(feature = "blocking")]
+    pub fn through_blocking(mut self, runtime: crate::blocking::Runtime) -> Self {
+        self.blocking = Some(runtime);
+        self
+    }
+
+    /// The cases' caches are built with `bug`: for the kit's own test that its cases catch
+    /// what they target.
+    #[doc(hidden)]
+    pub fn facade_bug(mut self, bug: FacadeBug) -> Self {
+        self.facade_bug = Some(bug);
+        self
+    }
+
+    fn ctx(&self) -> Ctx {
+        let mut ctx = match &self.peer {
+            Some(peer) => Ctx::with_peer(Arc::clone(&self.backend), Arc::clone(peer)),
+            None => Ctx::new(Arc::clone(&self.backend)),
+        };
+        ctx.facade_bug = self.facade_bug;
+        #[cfg(feature = "blocking")]
+        if let Some(runtime) = &self.blocking {
+            ctx = ctx.through_blocking(runtime.clone());
+        }
+        ctx
+    }
+
+    fn runs(&self, case: &Case) -> bool {
+        self.groups
+            .as_ref()
+            .is_none_or(|groups| groups.contains(&case.group))
     }
 
     /// A second handle on the same data, for the cases that read on another connection.
@@ -337,7 +447,10 @@ impl CaseReport {
 /// cases last, one at a time, once every other case has finished. Requires a running Tokio
 /// runtime.
 pub async fn run_conformance(options: RunOptions) -> Vec<CaseReport> {
-    let all = cases();
+    let all: Vec<Case> = cases()
+        .into_iter()
+        .filter(|case| options.runs(case))
+        .collect();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallelism));
     let mut tasks = Vec::new();
     for case in all.iter().copied().filter(|case| !case.exclusive) {
@@ -373,12 +486,7 @@ pub async fn run_conformance(options: RunOptions) -> Vec<CaseReport> {
 
 async fn run_reported(case: Case, options: &RunOptions) -> CaseReport {
     let started = Instant::now();
-    let outcome = tokio::spawn(run_case(
-        case.run,
-        Arc::clone(&options.backend),
-        options.peer.clone(),
-    ))
-    .await;
+    let outcome = tokio::spawn(run_case_in(case.run, options.ctx())).await;
     let verdict = match outcome {
         Ok(()) => Verdict::Passed,
         Err(error) if error.is_panic() => {
@@ -495,4 +603,20 @@ macro_rules! __conformance_test_fns {
             $crate::conformance::run_all_on_one_store(backend, peer).await;
         }
     };
+}
+
+/// How a case builds the typed cache it drives: see [`Ctx::typed`].
+pub(crate) trait UnderTest<V> {
+    /// The built cache, as the facade under test in `ctx`.
+    fn under_test(self, ctx: &Ctx) -> CacheUnderTest<V>;
+}
+
+impl<V, S> UnderTest<V> for CacheBuilder<V, S>
+where
+    V: Clone + Send + Sync + 'static,
+    S: crate::Serializer<V>,
+{
+    fn under_test(self, ctx: &Ctx) -> CacheUnderTest<V> {
+        ctx.typed(self)
+    }
 }

@@ -110,8 +110,27 @@ pub(crate) async fn joined<T>(task: tokio::task::JoinHandle<Result<T>>) -> Resul
 /// the one whose small call waits on the lock, for about the whole batch; a busy machine only
 /// slows the runtime down.)
 pub async fn big_batches_never_stall_the_runtime(ctx: Ctx) -> Result<()> {
+    // A store that holds the worker stalls the timer on every try; a machine too busy to run
+    // the timer on time (every case at once on two cores) rarely does twice in a row.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (late, batch_took) = time_a_big_batch(&ctx).await?;
+        if late <= Duration::from_millis(500).max(batch_took / 2) {
+            return Ok(());
+        }
+        assert!(
+            tries < 2,
+            "a 5 ms timer fired {late:?} late while a batch of 100000 keys was written and \
+             cleared in {batch_took:?}, on both tries"
+        );
+    }
+}
+
+/// Writes and clears 100,000 keys beside a 5 ms timer and small reads: how late the timer
+/// fired at worst, and how long the batch took.
+async fn time_a_big_batch(ctx: &Ctx) -> Result<(Duration, Duration)> {
     const KEYS: usize = 100_000;
-    const MOST_LATE: Duration = Duration::from_millis(500);
     let done = Arc::new(AtomicBool::new(false));
     let ticker = {
         let done = Arc::clone(&done);
@@ -161,10 +180,5 @@ pub async fn big_batches_never_stall_the_runtime(ctx: Ctx) -> Result<()> {
     let late = ticker.await.map_err(join)?;
     let calls = small.await.map_err(join)??;
     assert!(calls > 0);
-    assert!(
-        late <= MOST_LATE.max(batch_took / 2),
-        "a 5 ms timer fired {late:?} late while a batch of {KEYS} keys was written and cleared \
-         in {batch_took:?}"
-    );
-    Ok(())
+    Ok((late, batch_took))
 }

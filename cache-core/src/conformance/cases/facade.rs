@@ -6,12 +6,15 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Doc, LONG_TTL, doc};
-use crate::conformance::Ctx;
+use crate::conformance::{Ctx, UnderTest};
 use crate::{Json, Raw, Result, SetOptions, Ttl};
 
 /// The cache writes under its prefix, and only there.
 pub async fn cache_applies_its_prefix(ctx: Ctx) -> Result<()> {
-    let cache = ctx.builder::<Doc>().prefix(ctx.key("docs:")).build();
+    let cache = ctx
+        .builder::<Doc>()
+        .prefix(ctx.key("docs:"))
+        .under_test(&ctx);
     cache.set("1", &doc(1)).await?;
     assert!(ctx.backend().contains(&ctx.key("docs:1")).await?);
     assert!(!ctx.backend().contains(&ctx.key("1")).await?);
@@ -27,7 +30,7 @@ pub async fn cache_applies_its_default_ttl(ctx: Ctx) -> Result<()> {
     let cache = ctx
         .builder::<Doc>()
         .default_ttl(Duration::from_secs(90))
-        .build();
+        .under_test(&ctx);
     cache.set("one", &doc(1)).await?;
     cache.set_many([("two", doc(2)), ("three", doc(3))]).await?;
     cache
@@ -54,7 +57,7 @@ pub async fn cache_applies_its_default_ttl(ctx: Ctx) -> Result<()> {
 
 /// `SetOptions::no_ttl` writes an eternal key despite a default TTL; `expire_in` changes it.
 pub async fn explicit_no_ttl_overrides_the_default(ctx: Ctx) -> Result<()> {
-    let cache = ctx.builder::<Doc>().default_ttl(LONG_TTL).build();
+    let cache = ctx.builder::<Doc>().default_ttl(LONG_TTL).under_test(&ctx);
     assert!(
         cache
             .set_with("k", &doc(1), SetOptions::new().no_ttl())
@@ -74,7 +77,7 @@ pub async fn explicit_no_ttl_overrides_the_default(ctx: Ctx) -> Result<()> {
 
 /// `get_many` answers with the caller's keys, without the prefix, leaving out missing ones.
 pub async fn get_many_answers_with_the_callers_keys(ctx: Ctx) -> Result<()> {
-    let cache = ctx.builder::<Doc>().prefix(ctx.key("p:")).build();
+    let cache = ctx.builder::<Doc>().prefix(ctx.key("p:")).under_test(&ctx);
     cache.set_many([("a", &doc(1)), ("b", &doc(2))]).await?;
     let found = cache.get_many(["a", "missing", "b", "a"]).await?;
     let expected: HashMap<String, Doc> =
@@ -99,7 +102,7 @@ pub async fn cbor_values_round_trip(ctx: Ctx) -> Result<()> {
 
 /// The JSON serializer stores plain JSON text that other programs can read and write.
 pub async fn json_values_are_plain_json(ctx: Ctx) -> Result<()> {
-    let cache = ctx.builder::<Doc>().serializer(Json).build();
+    let cache = ctx.builder::<Doc>().serializer(Json).under_test(&ctx);
     cache.set("k", &doc(1)).await?;
     let raw = ctx.backend().get(&ctx.key("k")).await?.expect("present");
     let expected =
@@ -121,14 +124,14 @@ pub async fn json_values_are_plain_json(ctx: Ctx) -> Result<()> {
 
 /// The raw serializer stores bytes untouched.
 pub async fn raw_values_pass_through(ctx: Ctx) -> Result<()> {
-    let cache = ctx.builder::<Vec<u8>>().serializer(Raw).build();
+    let cache = ctx.builder::<Vec<u8>>().serializer(Raw).under_test(&ctx);
     cache.set("k", &vec![0, 1, 255]).await?;
     assert_eq!(
         ctx.backend().get(&ctx.key("k")).await?.as_deref(),
         Some(&[0u8, 1, 255][..])
     );
     assert_eq!(cache.get("k").await?, Some(vec![0, 1, 255]));
-    let strings = ctx.builder::<String>().serializer(Raw).build();
+    let strings = ctx.builder::<String>().serializer(Raw).under_test(&ctx);
     strings.set("s", &"plain text".to_string()).await?;
     assert_eq!(
         ctx.backend().get(&ctx.key("s")).await?.as_deref(),

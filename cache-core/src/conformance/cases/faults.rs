@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{Doc, doc};
-use crate::conformance::Ctx;
+use crate::conformance::{Ctx, UnderTest};
 use crate::{Condition, DecodePolicy, Error, Json, Result};
 
 async fn plant(ctx: &Ctx, name: &str, garbage: &'static [u8]) -> Result<()> {
@@ -36,7 +36,7 @@ pub async fn corrupt_bytes_give_decode_error_naming_the_key(ctx: Ctx) -> Result<
 
 /// One corrupt entry makes `get_many` fail with `Error::Decode` naming it, never a wrong answer.
 pub async fn corrupt_bytes_in_get_many_give_decode_error(ctx: Ctx) -> Result<()> {
-    let cache = ctx.builder::<Doc>().serializer(Json).build();
+    let cache = ctx.builder::<Doc>().serializer(Json).under_test(&ctx);
     cache.set("a", &doc(1)).await?;
     plant(&ctx, "b", b"{\"id\": ").await?;
     match cache.get_many(["a", "b"]).await {
@@ -71,7 +71,7 @@ pub async fn decode_policy_fail_keeps_loading_verbs_strict(ctx: Ctx) -> Result<(
     let docs = ctx
         .builder::<Doc>()
         .decode_policy(DecodePolicy::Fail)
-        .build();
+        .under_test(&ctx);
     let loaded = docs
         .get_or_insert_with("k", || async { Ok::<_, Error>(doc(5)) })
         .await;
@@ -87,7 +87,7 @@ pub async fn decode_policy_miss_leaves_undecodable_entries_out_of_batches(ctx: C
         .builder::<Doc>()
         .serializer(Json)
         .decode_policy(DecodePolicy::Miss)
-        .build();
+        .under_test(&ctx);
     cache.set("a", &doc(1)).await?;
     cache.set("c", &doc(3)).await?;
     plant(&ctx, "b", b"{\"id\": ").await?;

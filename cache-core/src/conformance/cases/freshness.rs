@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::{Doc, EXPIRY_SLACK, LONG_TTL, doc, remaining};
-use crate::conformance::Ctx;
-use crate::{Cache, Condition, Error, Freshness, Json, Loaded, Result, Serializer};
+use crate::conformance::{CacheUnderTest, Ctx, UnderTest};
+use crate::{Condition, Error, Freshness, Json, Loaded, Result, Serializer};
 
 #[derive(Debug, thiserror::Error)]
 #[error("the source of truth is down")]
@@ -21,22 +21,27 @@ struct SourceDown;
 const REFRESH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A freshness cache of `Doc`s: fresh for `fresh`, gone after `ttl`.
-fn fresh_cache(ctx: &Ctx, fresh: Duration, ttl: Duration) -> Cache<Doc> {
+fn fresh_cache(ctx: &Ctx, fresh: Duration, ttl: Duration) -> CacheUnderTest<Doc> {
     ctx.builder::<Doc>()
         .default_ttl(ttl)
         .fresh_for(fresh)
-        .build()
+        .under_test(ctx)
 }
 
 /// Writes `value` under `key` and waits until it is stale.
-async fn write_stale(cache: &Cache<Doc>, key: &str, value: &Doc, fresh: Duration) -> Result<()> {
+async fn write_stale(
+    cache: &CacheUnderTest<Doc>,
+    key: &str,
+    value: &Doc,
+    fresh: Duration,
+) -> Result<()> {
     cache.set(key, value).await?;
     tokio::time::sleep(fresh + EXPIRY_SLACK).await;
     Ok(())
 }
 
 /// Polls `get` until it answers `want`, or fails the case after [`REFRESH_DEADLINE`].
-async fn eventually(cache: &Cache<Doc>, key: &str, want: &Doc, what: &str) -> Result<()> {
+async fn eventually(cache: &CacheUnderTest<Doc>, key: &str, want: &Doc, what: &str) -> Result<()> {
     let deadline = Instant::now() + REFRESH_DEADLINE;
     loop {
         if cache.get(key).await?.as_ref() == Some(want) {
@@ -68,7 +73,7 @@ fn millis_between(from: Option<SystemTime>, to: Option<SystemTime>) -> u128 {
 /// A cache without freshness stores the serializer's bytes alone (plain JSON stays plain JSON);
 /// one with freshness stores the documented header first, then the same bytes.
 pub async fn only_freshness_caches_write_the_entry_header(ctx: Ctx) -> Result<()> {
-    let plain = ctx.builder::<Doc>().serializer(Json).build();
+    let plain = ctx.builder::<Doc>().serializer(Json).under_test(&ctx);
     plain.set("plain", &doc(1)).await?;
     let json = Serializer::<Doc>::encode(&Json, &doc(1)).map_err(|source| Error::Encode {
         key: "plain".into(),
@@ -84,7 +89,7 @@ pub async fn only_freshness_caches_write_the_entry_header(ctx: Ctx) -> Result<()
         .serializer(Json)
         .default_ttl(LONG_TTL)
         .fresh_for(Duration::from_secs(60))
-        .build();
+        .under_test(&ctx);
     fresh.set("headed", &doc(1)).await?;
     let stored = ctx
         .backend()
@@ -247,7 +252,7 @@ pub async fn failed_refresh_keeps_the_stale_value_and_throttles_retries(ctx: Ctx
         .default_ttl(LONG_TTL)
         .fresh_for(FRESH)
         .refresh_retry_after(RETRY_AFTER)
-        .build();
+        .under_test(&ctx);
     write_stale(&cache, "k", &doc(1), FRESH).await?;
     let failures = Arc::new(AtomicUsize::new(0));
     let failing = |failures: Arc<AtomicUsize>| {
@@ -314,7 +319,7 @@ pub async fn panicking_refresh_is_a_failed_one(ctx: Ctx) -> Result<()> {
         .fresh_for(FRESH)
         .refresh_retry_after(Duration::from_secs(60))
         .observe(FailedRefreshes(Arc::clone(&failed)))
-        .build();
+        .under_test(&ctx);
     write_stale(&cache, "k", &doc(1), FRESH).await?;
     let calls = Arc::new(AtomicUsize::new(0));
     let panicking = |calls: Arc<AtomicUsize>| {
@@ -374,7 +379,7 @@ pub async fn refresh_that_finds_nothing_keeps_the_stale_value(ctx: Ctx) -> Resul
         .default_ttl(LONG_TTL)
         .fresh_for(FRESH)
         .refresh_retry_after(Duration::from_secs(60))
-        .build();
+        .under_test(&ctx);
     write_stale(&cache, "k", &doc(1), FRESH).await?;
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
@@ -541,7 +546,7 @@ pub async fn batch_loader_runs_once_for_all_misses(ctx: Ctx) -> Result<()> {
         .default_ttl(LONG_TTL)
         .fresh_for(FRESH)
         .negative_ttl(LONG_TTL)
-        .build();
+        .under_test(&ctx);
     cache.set("stale", &doc(1)).await?;
     tokio::time::sleep(FRESH + EXPIRY_SLACK).await;
     // Fresh for a minute, however slow the machine.
@@ -613,6 +618,7 @@ pub async fn batch_loader_runs_once_for_all_misses(ctx: Ctx) -> Result<()> {
 /// A stale reader that goes away leaves its refresh running, and a loading caller of an absent
 /// key that is cancelled lets a waiter take over.
 pub async fn cancelled_readers_neither_stop_a_refresh_nor_block_a_load(ctx: Ctx) -> Result<()> {
+    ctx.require_cancellable_callers()?;
     const FRESH: Duration = Duration::from_millis(50);
     let cache = fresh_cache(&ctx, FRESH, LONG_TTL);
     write_stale(&cache, "stale", &doc(1), FRESH).await?;
@@ -687,7 +693,7 @@ pub async fn jitter_spreads_ttls_within_its_fraction(ctx: Ctx) -> Result<()> {
         .fresh_for(Duration::from_secs(100))
         .ttl_jitter(0.5)
         .jitter_seed(7)
-        .build();
+        .under_test(&ctx);
     let mut lefts = Vec::new();
     let mut fresh_periods = Vec::new();
     for n in 0..20 {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{Doc, doc};
-use crate::conformance::Ctx;
+use crate::conformance::{Ctx, UnderTest};
 use crate::{Error, Result};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub async fn get_or_insert_with_stores_what_it_loads(ctx: Ctx) -> Result<()> {
     let cache = ctx
         .builder::<Doc>()
         .default_ttl(Duration::from_secs(60))
-        .build();
+        .under_test(&ctx);
     let value = cache
         .get_or_insert_with("k", || async { Ok::<_, SourceDown>(doc(3)) })
         .await?;
@@ -117,6 +117,7 @@ pub async fn loader_error_reaches_every_waiter_and_caches_nothing(ctx: Ctx) -> R
 
 /// When the loading caller is cancelled, a waiting caller loads instead of hanging.
 pub async fn cancelled_loader_lets_a_waiter_take_over(ctx: Ctx) -> Result<()> {
+    ctx.require_cancellable_callers()?;
     let cache = ctx.cache::<Doc>();
     let leader = {
         let cache = cache.clone();
@@ -164,7 +165,7 @@ pub async fn loads_of_distinct_keys_run_in_parallel(ctx: Ctx) -> Result<()> {
             );
             tokio::spawn(async move {
                 cache
-                    .get_or_insert_with(&format!("k{i}"), || async move {
+                    .get_or_insert_with(&format!("k{i}"), move || async move {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
                         // Every loader waits for all eight: with serialized loads this never ends.
@@ -230,7 +231,7 @@ pub async fn waiters_give_up_after_the_load_wait_timeout(ctx: Ctx) -> Result<()>
     let cache = ctx
         .builder::<Doc>()
         .load_wait_timeout(Duration::from_millis(100))
-        .build();
+        .under_test(&ctx);
     let (started, running) = tokio::sync::oneshot::channel();
     // The load ends only when the test says so: the waiter can only give up, never see the
     // value, however slowly the machine runs.

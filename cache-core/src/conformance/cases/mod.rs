@@ -199,6 +199,7 @@ macro_rules! __conformance_case_list {
             (typed_capabilities::typed_counters_use_the_callers_keys)
             (typed_capabilities::tagged_cache_walks_and_counts_entries_only)
             (typed_capabilities::freshness_cache_walks_values_not_headers)
+            (typed_capabilities::typed_walks_cross_pages)
         }
     };
 }

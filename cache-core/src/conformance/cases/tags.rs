@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Doc, LONG_TTL, doc};
-use crate::conformance::Ctx;
+use crate::conformance::{CacheUnderTest, Ctx, UnderTest};
 use crate::raw::{Answer, Call, CallFuture, Forward, Intercept, Intercepted};
 use crate::{Backend, Cache, Condition, Error, Loaded, Result, SetOptions};
 
@@ -18,8 +18,11 @@ use crate::{Backend, Cache, Condition, Error, Loaded, Result, SetOptions};
 #[error("the source of truth is down")]
 struct SourceDown;
 
-fn tagged(ctx: &Ctx) -> Cache<Doc> {
-    ctx.builder::<Doc>().default_ttl(LONG_TTL).tagged().build()
+fn tagged(ctx: &Ctx) -> CacheUnderTest<Doc> {
+    ctx.builder::<Doc>()
+        .default_ttl(LONG_TTL)
+        .tagged()
+        .under_test(ctx)
 }
 
 fn with_tags(tags: &[&str]) -> SetOptions {
@@ -54,11 +57,11 @@ pub async fn invalidating_any_tag_of_an_entry_removes_it_for_every_read(ctx: Ctx
     keys.sort_unstable();
     assert_eq!(keys, ["c", "none"], "other tags and untagged entries stay");
     // Tags belong to their cache: another cache's tag of the same name is untouched.
-    let other: Cache<Doc> = ctx
+    let other: CacheUnderTest<Doc> = ctx
         .builder::<Doc>()
         .prefix(format!("{}other:", ctx.prefix()))
         .tagged()
-        .build();
+        .under_test(&ctx);
     other.set_with("x", &doc(5), with_tags(&["b"])).await?;
     cache.invalidate_tags(["b"]).await?;
     assert_eq!(
@@ -111,12 +114,12 @@ pub async fn invalidation_costs_calls_independent_of_the_entries(ctx: Ctx) -> Re
         inner: Arc::clone(ctx.backend()),
         calls: Arc::clone(&calls),
     }));
-    let cache: Cache<Doc> = Cache::builder(counted)
+    let cache: CacheUnderTest<Doc> = Cache::builder(counted)
         .prefix(ctx.prefix())
         .default_ttl(LONG_TTL)
         .tagged()
         .planted_bug(ctx.facade_bug)
-        .build();
+        .under_test(&ctx);
     let keys: Vec<String> = (0..ENTRIES).map(|n| format!("k{n}")).collect();
     let value = doc(1);
     cache
@@ -193,12 +196,12 @@ pub async fn a_write_racing_an_invalidation_never_survives_it(ctx: Ctx) -> Resul
         arrived: Arc::clone(&arrived),
         release: Arc::clone(&release),
     });
-    let writer: Cache<Doc> = Cache::builder(held)
+    let writer: CacheUnderTest<Doc> = Cache::builder(held)
         .prefix(ctx.prefix())
         .default_ttl(LONG_TTL)
         .tagged()
         .planted_bug(ctx.facade_bug)
-        .build();
+        .under_test(&ctx);
     let cache = tagged(&ctx);
     // The tag has a version before the race, as it would in a running service.
     cache.set_with("before", &doc(0), with_tags(&["t"])).await?;
@@ -222,11 +225,11 @@ pub async fn a_write_racing_an_invalidation_never_survives_it(ctx: Ctx) -> Resul
 /// An invalidation through one handle is seen through another handle on the same data.
 pub async fn invalidation_is_seen_by_a_second_handle(ctx: Ctx) -> Result<()> {
     let cache = tagged(&ctx);
-    let other: Cache<Doc> = Cache::builder(Arc::clone(ctx.peer()))
+    let other: CacheUnderTest<Doc> = Cache::builder(Arc::clone(ctx.peer()))
         .prefix(ctx.prefix())
         .tagged()
         .planted_bug(ctx.facade_bug)
-        .build();
+        .under_test(&ctx);
     cache.set_with("k", &doc(1), with_tags(&["t"])).await?;
     assert_eq!(other.get("k").await?, Some(doc(1)));
     other.invalidate_tags(["t"]).await?;
@@ -289,7 +292,7 @@ pub async fn loaders_may_tag_their_values(ctx: Ctx) -> Result<()> {
         .default_ttl(LONG_TTL)
         .fresh_for(LONG_TTL)
         .tagged()
-        .build();
+        .under_test(&ctx);
     let calls = Arc::new(AtomicUsize::new(0));
     let load = |calls: Arc<AtomicUsize>| {
         move || async move {

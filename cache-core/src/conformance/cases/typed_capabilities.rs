@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 
 use super::{Doc, LONG_TTL, bytes, doc};
-use crate::conformance::Ctx;
+use crate::conformance::{Ctx, UnderTest};
 use crate::{Condition, Error, Loaded, Result, SetOptions, Ttl};
 
 /// Walks, `len`, `take`, `take_many` and the reads with the TTL speak the caller's keys,
@@ -16,8 +16,11 @@ pub async fn typed_capabilities_use_the_callers_keys(ctx: Ctx) -> Result<()> {
         .builder::<Doc>()
         .prefix(ctx.key("docs:"))
         .default_ttl(LONG_TTL)
-        .build();
-    let other = ctx.builder::<Doc>().prefix(ctx.key("docs;")).build();
+        .under_test(&ctx);
+    let other = ctx
+        .builder::<Doc>()
+        .prefix(ctx.key("docs;"))
+        .under_test(&ctx);
     other.set("stranger", &doc(9)).await?;
     cache
         .set_many([("a", &doc(1)), ("b", &doc(2)), ("c", &doc(3))])
@@ -60,7 +63,7 @@ pub async fn typed_counters_use_the_callers_keys(ctx: Ctx) -> Result<()> {
         .builder::<Doc>()
         .prefix(ctx.key("docs:"))
         .default_ttl(LONG_TTL)
-        .build();
+        .under_test(&ctx);
     cache.set("c", &doc(3)).await?;
     assert_eq!(cache.incr("hits", 2).await?, 2);
     assert!(ctx.backend().contains(&ctx.key("docs:hits")).await?);
@@ -81,7 +84,7 @@ pub async fn typed_counters_use_the_callers_keys(ctx: Ctx) -> Result<()> {
 /// A tagged cache keeps its tag versions under its prefix, but walks and `len` count entries
 /// only, and an entry whose tag was invalidated is neither listed nor taken.
 pub async fn tagged_cache_walks_and_counts_entries_only(ctx: Ctx) -> Result<()> {
-    let cache = ctx.builder::<Doc>().tagged().build();
+    let cache = ctx.builder::<Doc>().tagged().under_test(&ctx);
     cache
         .set_with("kept", &doc(1), SetOptions::new().tags(["a"]))
         .await?;
@@ -111,7 +114,7 @@ pub async fn freshness_cache_walks_values_not_headers(ctx: Ctx) -> Result<()> {
         .default_ttl(LONG_TTL)
         .fresh_for(Duration::from_secs(60))
         .negative_ttl(LONG_TTL)
-        .build();
+        .under_test(&ctx);
     cache.set("present", &doc(1)).await?;
     let found = cache
         .get_or_refresh("absent", || async {
@@ -148,6 +151,37 @@ pub async fn freshness_cache_walks_values_not_headers(ctx: Ctx) -> Result<()> {
         walked
             .iter()
             .any(|item| matches!(item, Ok((key, _)) if key == "present"))
+    );
+    Ok(())
+}
+
+/// Walks of more keys than one page of the store (2,500 keys, pages of 1,000) list every key
+/// and entry once.
+pub async fn typed_walks_cross_pages(ctx: Ctx) -> Result<()> {
+    const KEYS: u32 = 2_500;
+    let cache = ctx.builder::<u32>().default_ttl(LONG_TTL).under_test(&ctx);
+    cache
+        .set_many((0..KEYS).map(|i| (format!("k{i:05}"), i)))
+        .await?;
+    let mut keys: Vec<String> = cache.keys().try_collect().await?;
+    keys.sort();
+    let expected: Vec<String> = (0..KEYS).map(|i| format!("k{i:05}")).collect();
+    assert_eq!(
+        keys.len(),
+        expected.len(),
+        "the walk of keys lost or repeated some"
+    );
+    assert_eq!(keys, expected);
+    let entries: HashMap<String, u32> = cache.entries().try_collect().await?;
+    assert_eq!(
+        entries.len(),
+        KEYS as usize,
+        "the walk of entries lost some"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|(key, value)| *key == format!("k{value:05}"))
     );
     Ok(())
 }
