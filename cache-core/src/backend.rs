@@ -267,6 +267,31 @@ pub trait Backend: Debug + Send + Sync + 'static {
         Err(Error::unsupported(self.name(), "incr"))
     }
 
+    /// Takes the lease under `key` for `ttl` and returns `true`, when no live entry is there:
+    /// one caller among every handle and process on the store wins, and the lease is stored as
+    /// an entry holding `token` (a random string the taker chose) that expires after `ttl`.
+    /// `false`: a live entry (another holder's lease) is there. What fleet-wide single flight
+    /// and [`Cache::lock`](crate::Cache::lock) build on.
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let _ = (key, token, ttl);
+        Err(Error::unsupported(self.name(), "acquire_lease"))
+    }
+
+    /// Extends the lease under `key` to `ttl` from now, only while it is live and holds
+    /// `token`: `false` when it expired or another holder took it since.
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let _ = (key, token, ttl);
+        Err(Error::unsupported(self.name(), "renew_lease"))
+    }
+
+    /// Removes the lease under `key`, only while it is live and holds `token`, atomically: a
+    /// holder whose lease expired never removes the next holder's. `false`: nothing of this
+    /// holder's was there.
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        let _ = (key, token);
+        Err(Error::unsupported(self.name(), "release_lease"))
+    }
+
     /// Releases connections and background tasks. Calls after `close` may fail.
     async fn close(&self) -> Result<()> {
         Ok(())

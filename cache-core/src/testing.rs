@@ -301,6 +301,44 @@ impl Backend for ReferenceBackend {
         Ok(value)
     }
 
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let mut entries = self.lock().await;
+        let now = Instant::now();
+        if Self::live(&entries, key, now).is_some() {
+            return Ok(false);
+        }
+        let entry = Entry {
+            value: Bytes::copy_from_slice(token.as_bytes()),
+            expires_at: deadline(Some(ttl.max(Duration::from_millis(1))), now),
+        };
+        entries.insert(key.to_owned(), entry);
+        Ok(true)
+    }
+
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let mut entries = self.lock().await;
+        let now = Instant::now();
+        match entries.get_mut(key) {
+            Some(entry) if entry.is_live(now) && entry.value == token.as_bytes() => {
+                entry.expires_at = deadline(Some(ttl.max(Duration::from_millis(1))), now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        let mut entries = self.lock().await;
+        let now = Instant::now();
+        match entries.get(key) {
+            Some(entry) if entry.is_live(now) && entry.value == token.as_bytes() => {
+                entries.remove(key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
         let mut entries = self.lock().await;
         let now = Instant::now();

@@ -246,6 +246,19 @@ enum Bug {
     IncrWraps,
     /// The counter is stored as 8 little-endian bytes.
     IncrStoresBinary,
+    // Leases.
+    /// `SET key token PX ttl` without `NX`: every asker wins.
+    LeaseAcquireOverwrites,
+    /// `GET` then `SET`: two askers both see it free.
+    LeaseAcquireNotAtomic,
+    /// The lease is written without its TTL: a crashed holder blocks the key for ever.
+    LeaseNeverExpires,
+    /// Release is a plain `DEL`, without comparing the token.
+    LeaseReleaseWithoutToken,
+    /// Renew is a plain `PEXPIRE`, without comparing the token.
+    LeaseRenewWithoutToken,
+    /// Renew reports success and changes nothing.
+    LeaseRenewIgnored,
 }
 
 /// The key limit of stores that refuse long keys, for the bugs about refusing them.
@@ -1067,6 +1080,70 @@ impl Backend for Planted {
         self.write_counter(&mut entries, key, current, old, delta, ttl, now)
     }
 
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let key = self.key(key);
+        let ttl = if self.has(Bug::LeaseNeverExpires) {
+            None
+        } else {
+            Some(ttl)
+        };
+        let lease = |now: Instant| Entry {
+            value: Bytes::copy_from_slice(token.as_bytes()),
+            expires_at: ttl.map(|ttl| now + ttl),
+            written_at: now,
+            ttl_written: ttl,
+        };
+        if self.has(Bug::LeaseAcquireNotAtomic) {
+            let taken = {
+                let (entries, now) = (self.lock().await, self.now());
+                entries.get(&key).is_some_and(|entry| self.live(entry, now))
+            };
+            if taken {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let (mut entries, now) = (self.lock().await, self.now());
+            entries.insert(key, lease(now));
+            return Ok(true);
+        }
+        let (mut entries, now) = (self.lock().await, self.now());
+        let taken = entries.get(&key).is_some_and(|entry| self.live(entry, now));
+        if taken && !self.has(Bug::LeaseAcquireOverwrites) {
+            return Ok(false);
+        }
+        entries.insert(key, lease(now));
+        Ok(true)
+    }
+
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let key = self.key(key);
+        let (mut entries, now) = (self.lock().await, self.now());
+        let Some(entry) = entries.get_mut(&key) else {
+            return Ok(false);
+        };
+        let holds = entry.value == token.as_bytes() || self.has(Bug::LeaseRenewWithoutToken);
+        if !(self.live(entry, now) && holds) {
+            return Ok(false);
+        }
+        if !self.has(Bug::LeaseRenewIgnored) {
+            entry.expires_at = Some(now + ttl);
+        }
+        Ok(true)
+    }
+
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        let key = self.key(key);
+        let (mut entries, now) = (self.lock().await, self.now());
+        let holds = entries.get(&key).is_some_and(|entry| {
+            self.live(entry, now)
+                && (entry.value == token.as_bytes() || self.has(Bug::LeaseReleaseWithoutToken))
+        });
+        if holds {
+            entries.remove(&key);
+        }
+        Ok(holds)
+    }
+
     async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
         if self.has(Bug::ClearEmptyPrefixNoop) && prefix.is_empty() {
             return Ok(0);
@@ -1371,4 +1448,10 @@ bug_tests! {
     incr_garbage_as_zero: IncrTreatsGarbageAsZero => incr_refuses_a_value_that_is_not_a_counter;
     incr_wraps: IncrWraps => incr_overflow_is_refused;
     incr_binary: IncrStoresBinary => incr_returns_each_sum_and_stores_decimal_text;
+    lease_overwrites: LeaseAcquireOverwrites => lease_goes_to_one_of_64_contenders_on_two_handles;
+    lease_check_then_set: LeaseAcquireNotAtomic => lease_goes_to_one_of_64_contenders_on_two_handles;
+    lease_without_ttl: LeaseNeverExpires => expired_lease_is_taken_over;
+    lease_release_by_anyone: LeaseReleaseWithoutToken => expired_holder_cannot_release_or_renew_the_next_lease;
+    lease_renew_by_anyone: LeaseRenewWithoutToken => expired_holder_cannot_release_or_renew_the_next_lease;
+    lease_renew_ignored: LeaseRenewIgnored => renewed_lease_outlives_its_first_ttl;
 }

@@ -71,6 +71,11 @@ impl Entry {
     }
 }
 
+/// Whether `entry` is a live lease holding `token`.
+fn holds(entry: &Entry, token: &str, now: Instant) -> bool {
+    entry.is_live(now) && entry.value == token.as_bytes()
+}
+
 /// When an entry written at `now` with `ttl` expires (`None`: never).
 fn deadline(ttl: Option<Duration>, now: Instant) -> Option<Instant> {
     ttl.map(|ttl| {
@@ -651,6 +656,59 @@ impl Backend for MemoryBackend {
             self.admitted(weight(entry.key(), &entry.value().value));
         }
         answer
+    }
+
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        self.check_open("acquire_lease", Some(key))?;
+        self.check_key(key)?;
+        let now = Instant::now();
+        let ttl = Some(ttl.max(Duration::from_millis(1)));
+        let outcome = self
+            .entries
+            .entry(key.to_owned())
+            .and_compute_with(|current| match current {
+                Some(entry) if entry.value().is_live(now) => Op::Nop,
+                _ => Op::Put(Entry::new(
+                    Bytes::copy_from_slice(token.as_bytes()),
+                    ttl,
+                    now,
+                )),
+            });
+        if let CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) = &outcome {
+            self.admitted(weight(entry.key(), &entry.value().value));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        self.check_open("renew_lease", Some(key))?;
+        let now = Instant::now();
+        let outcome = self
+            .entries
+            .entry(key.to_owned())
+            .and_compute_with(|current| match current {
+                Some(entry) if holds(entry.value(), token, now) => Op::Put(Entry::new(
+                    entry.into_value().value,
+                    Some(ttl.max(Duration::from_millis(1))),
+                    now,
+                )),
+                _ => Op::Nop,
+            });
+        Ok(matches!(outcome, CompResult::ReplacedWith(_)))
+    }
+
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        self.check_open("release_lease", Some(key))?;
+        let now = Instant::now();
+        let outcome = self
+            .entries
+            .entry(key.to_owned())
+            .and_compute_with(|current| match current {
+                Some(entry) if holds(entry.value(), token, now) => Op::Remove,
+                _ => Op::Nop,
+            });
+        Ok(matches!(outcome, CompResult::Removed(_)))
     }
 
     async fn close(&self) -> Result<()> {

@@ -621,6 +621,43 @@ impl Backend for PostgresBackend {
         PostgresBackend::purge_expired(self).await
     }
 
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let value = Bytes::copy_from_slice(token.as_bytes());
+        let ttl = Some(ttl.max(Duration::from_millis(1)));
+        self.set(key, value, ttl, Condition::IfNotExists).await
+    }
+
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let core = &self.core;
+        let mut connection = core.acquire("renew_lease", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query(core.sql.renew_lease.clone())
+                    .bind(key.as_bytes())
+                    .bind(interval(Some(ttl.max(Duration::from_millis(1)))))
+                    .bind(token.as_bytes())
+                    .execute(&mut *connection),
+            )
+            .await;
+        let done = core.settle("renew_lease", Some(key), &mut connection, outcome)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        let core = &self.core;
+        let mut connection = core.acquire("release_lease", Some(key)).await?;
+        let outcome = core
+            .timed(
+                sqlx::query(core.sql.release_lease.clone())
+                    .bind(key.as_bytes())
+                    .bind(token.as_bytes())
+                    .execute(&mut *connection),
+            )
+            .await;
+        let done = core.settle("release_lease", Some(key), &mut connection, outcome)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         let core = &self.core;
         let mut connection = core.acquire("incr", Some(key)).await?;

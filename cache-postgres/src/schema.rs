@@ -66,6 +66,8 @@ pub(crate) struct Statements {
     pub count_range: SqlStr,
     pub count_from: SqlStr,
     pub incr: SqlStr,
+    pub renew_lease: SqlStr,
+    pub release_lease: SqlStr,
 }
 
 impl Statements {
@@ -190,6 +192,14 @@ impl Statements {
                  expires_at = CASE WHEN current.expires_at <= {NOW} THEN excluded.expires_at \
                  ELSE current.expires_at END \
                  RETURNING convert_from(value, 'UTF8')::int8"
+            )),
+            // A lease changes only while it is live and holds the caller's token.
+            renew_lease: sql(format!(
+                "UPDATE {t} SET expires_at = {NOW} + $2::interval \
+                 WHERE key = $1 AND {live} AND value = $3"
+            )),
+            release_lease: sql(format!(
+                "DELETE FROM {t} WHERE key = $1 AND {live} AND value = $2"
             )),
             // Batches keep each statement short, and SKIP LOCKED lets several processes purge at
             // once without waiting on each other. The outer condition is checked again on the

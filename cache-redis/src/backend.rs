@@ -865,11 +865,51 @@ impl Backend for RedisBackend {
         }
     }
 
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(ttl).max(1));
+        let reply: Option<String> = self.core.query("acquire_lease", Some(key), &command).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(RENEW_LEASE)
+            .arg(1)
+            .arg(key)
+            .arg(token)
+            .arg(ttl_millis(ttl).max(1));
+        let renewed: i64 = self.core.query("renew_lease", Some(key), &command).await?;
+        Ok(renewed == 1)
+    }
+
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        let mut command = redis::cmd("EVAL");
+        command.arg(RELEASE_LEASE).arg(1).arg(key).arg(token);
+        let released: i64 = self.core.query("release_lease", Some(key), &command).await?;
+        Ok(released == 1)
+    }
+
     async fn close(&self) -> Result<()> {
         self.core.close();
         Ok(())
     }
 }
+
+/// Extends a lease only while it holds the caller's token (one script, so atomic; a key's
+/// script runs on the node of its slot in a Cluster).
+const RENEW_LEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
+/// Removes a lease only while it holds the caller's token: compare-and-delete.
+const RELEASE_LEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
 
 impl RedisBackend {
     /// Hands each transaction's `EXEC` array of a keyed batch to `fill` with its slot's

@@ -585,6 +585,48 @@ impl Backend for SqliteBackend {
             .map_err(|failure| map_sqlite_error("incr", Some(key), failure))?
     }
 
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let value = Bytes::copy_from_slice(token.as_bytes());
+        self.set(
+            key,
+            value,
+            Some(ttl.max(Duration::from_millis(1))),
+            Condition::IfNotExists,
+        )
+        .await
+    }
+
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let (owned, token) = (key.to_owned(), token.to_owned());
+        let expiry = Expiry::of(Some(ttl.max(Duration::from_millis(1))));
+        self.workers
+            .write(move |conn, now| {
+                let changed = conn.db.prepare_cached(&conn.sql.renew_lease)?.execute(params![
+                    owned,
+                    now,
+                    expiry.at(now),
+                    token.as_bytes()
+                ])?;
+                Ok(changed == 1)
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("renew_lease", Some(key), failure))
+    }
+
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        let (owned, token) = (key.to_owned(), token.to_owned());
+        self.workers
+            .write(move |conn, now| {
+                let changed = conn
+                    .db
+                    .prepare_cached(&conn.sql.release_lease)?
+                    .execute(params![owned, now, token.as_bytes()])?;
+                Ok(changed == 1)
+            })
+            .await
+            .map_err(|failure| map_sqlite_error("release_lease", Some(key), failure))
+    }
+
     async fn close(&self) -> Result<()> {
         self.workers.close().await;
         Ok(())

@@ -65,6 +65,8 @@ pub(crate) struct Sql {
     pub(crate) scan_from: String,
     pub(crate) scan_range: String,
     pub(crate) counter: String,
+    pub(crate) renew_lease: String,
+    pub(crate) release_lease: String,
     pub(crate) create_table: String,
     pub(crate) create_index: String,
 }
@@ -130,6 +132,11 @@ impl Sql {
                  WHERE key >= ?1 AND key < ?5 AND {live} ORDER BY key LIMIT ?3"
             ),
             counter: format!("SELECT value, expires_at FROM {t} WHERE key = ?1 AND {live}"),
+            // A lease changes only while it is live and holds the caller's token.
+            renew_lease: format!(
+                "UPDATE {t} SET expires_at = ?3 WHERE key = ?1 AND {live} AND value = ?4"
+            ),
+            release_lease: format!("DELETE FROM {t} WHERE key = ?1 AND {live} AND value = ?3"),
             // A rowid table on purpose: WITHOUT ROWID would keep whole rows, values included, in
             // the interior b-tree pages, so that a seek past a row holding a 4 MiB value reads
             // all 4 MiB (observed: a 20,000-key delete_many took 8-18 s instead of 0.1 s).

@@ -156,6 +156,20 @@ impl<S: Seal> Forward for Sealed<S> {
         Ok(page)
     }
 
+    // A lease holds a random token, not a cached value: nothing to seal. A forged lease can
+    // only make loads wait until it expires, never make a reader trust a value.
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        self.inner.acquire_lease(key, token, ttl).await
+    }
+
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        self.inner.renew_lease(key, token, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        self.inner.release_lease(key, token).await
+    }
+
     async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         if !S::COUNTERS {
             // The store adds to the plain decimal text; a sealed counter could not be added to,

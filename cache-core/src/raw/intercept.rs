@@ -266,6 +266,27 @@ impl<I: Intercept> Forward for Intercepted<I> {
             .await
     }
 
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let call = self.call("acquire_lease", 1, Some(key));
+        self.0
+            .intercept(call, self.0.inner().acquire_lease(key, token, ttl))
+            .await
+    }
+
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let call = self.call("renew_lease", 1, Some(key));
+        self.0
+            .intercept(call, self.0.inner().renew_lease(key, token, ttl))
+            .await
+    }
+
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        let call = self.call("release_lease", 1, Some(key));
+        self.0
+            .intercept(call, self.0.inner().release_lease(key, token))
+            .await
+    }
+
     async fn close(&self) -> Result<()> {
         let call = self.call("close", 0, None);
         self.0.intercept(call, self.0.inner().close()).await

@@ -211,6 +211,21 @@ pub trait Forward: Debug + Send + Sync + 'static {
         self.inner().incr(key, delta, ttl).await
     }
 
+    /// See [`Backend::acquire_lease`].
+    async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        self.inner().acquire_lease(key, token, ttl).await
+    }
+
+    /// See [`Backend::renew_lease`].
+    async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        self.inner().renew_lease(key, token, ttl).await
+    }
+
+    /// See [`Backend::release_lease`].
+    async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
+        self.inner().release_lease(key, token).await
+    }
+
     /// See [`Backend::close`].
     async fn close(&self) -> Result<()> {
         self.inner().close().await
@@ -404,6 +419,46 @@ impl<T: Forward> Backend for T {
         Self: 'a,
     {
         Forward::incr(self, key, delta, ttl)
+    }
+
+    fn acquire_lease<'s, 'k, 't, 'a>(
+        &'s self,
+        key: &'k str,
+        token: &'t str,
+        ttl: Duration,
+    ) -> Boxed<'a, bool>
+    where
+        's: 'a,
+        'k: 'a,
+        't: 'a,
+        Self: 'a,
+    {
+        Forward::acquire_lease(self, key, token, ttl)
+    }
+
+    fn renew_lease<'s, 'k, 't, 'a>(
+        &'s self,
+        key: &'k str,
+        token: &'t str,
+        ttl: Duration,
+    ) -> Boxed<'a, bool>
+    where
+        's: 'a,
+        'k: 'a,
+        't: 'a,
+        Self: 'a,
+    {
+        Forward::renew_lease(self, key, token, ttl)
+    }
+
+    fn release_lease<'s, 'k, 't, 'a>(&'s self, key: &'k str, token: &'t str) -> Boxed<'a, bool>
+    where
+        's: 'a,
+        'k: 'a,
+        't: 'a,
+        Self: 'a,
+    {
+        Forward::release_lease(self, key, token)
     }
 
     fn close<'s, 'a>(&'s self) -> Boxed<'a, ()>

@@ -16,6 +16,7 @@ pub mod facade;
 pub mod faults;
 pub mod freshness;
 pub mod keys;
+pub mod leases;
 pub mod loading;
 pub mod neighbours;
 pub mod paths;
@@ -195,6 +196,10 @@ macro_rules! __conformance_case_list {
             (counters::incr_on_an_expired_counter_starts_again)
             (counters::incr_refuses_a_value_that_is_not_a_counter)
             (counters::incr_overflow_is_refused)
+            (leases::lease_goes_to_one_of_64_contenders_on_two_handles)
+            (leases::expired_lease_is_taken_over)
+            (leases::expired_holder_cannot_release_or_renew_the_next_lease)
+            (leases::renewed_lease_outlives_its_first_ttl)
             (typed_capabilities::typed_capabilities_use_the_callers_keys)
             (typed_capabilities::typed_counters_use_the_callers_keys)
             (typed_capabilities::tagged_cache_walks_and_counts_entries_only)
