@@ -62,7 +62,13 @@ impl Backend for BaseOnly {
 async fn cases_needing_a_missing_capability_are_not_applicable_by_name() {
     let reports =
         run_conformance(RunOptions::new(Arc::new(BaseOnly::default())).exclusive(true)).await;
-    let capability_groups = ["take::", "walk::", "counters::", "typed_capabilities::"];
+    let capability_groups = [
+        "take::",
+        "walk::",
+        "counters::",
+        "leases::",
+        "typed_capabilities::",
+    ];
     for report in &reports {
         let needs_capability = capability_groups
             .iter()

@@ -663,17 +663,17 @@ impl Backend for MemoryBackend {
         self.check_key(key)?;
         let now = Instant::now();
         let ttl = Some(ttl.max(Duration::from_millis(1)));
-        let outcome = self
-            .entries
-            .entry(key.to_owned())
-            .and_compute_with(|current| match current {
-                Some(entry) if entry.value().is_live(now) => Op::Nop,
-                _ => Op::Put(Entry::new(
-                    Bytes::copy_from_slice(token.as_bytes()),
-                    ttl,
-                    now,
-                )),
-            });
+        let outcome =
+            self.entries
+                .entry(key.to_owned())
+                .and_compute_with(|current| match current {
+                    Some(entry) if entry.value().is_live(now) => Op::Nop,
+                    _ => Op::Put(Entry::new(
+                        Bytes::copy_from_slice(token.as_bytes()),
+                        ttl,
+                        now,
+                    )),
+                });
         if let CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) = &outcome {
             self.admitted(weight(entry.key(), &entry.value().value));
             return Ok(true);
@@ -684,30 +684,30 @@ impl Backend for MemoryBackend {
     async fn renew_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
         self.check_open("renew_lease", Some(key))?;
         let now = Instant::now();
-        let outcome = self
-            .entries
-            .entry(key.to_owned())
-            .and_compute_with(|current| match current {
-                Some(entry) if holds(entry.value(), token, now) => Op::Put(Entry::new(
-                    entry.into_value().value,
-                    Some(ttl.max(Duration::from_millis(1))),
-                    now,
-                )),
-                _ => Op::Nop,
-            });
+        let outcome =
+            self.entries
+                .entry(key.to_owned())
+                .and_compute_with(|current| match current {
+                    Some(entry) if holds(entry.value(), token, now) => Op::Put(Entry::new(
+                        entry.into_value().value,
+                        Some(ttl.max(Duration::from_millis(1))),
+                        now,
+                    )),
+                    _ => Op::Nop,
+                });
         Ok(matches!(outcome, CompResult::ReplacedWith(_)))
     }
 
     async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
         self.check_open("release_lease", Some(key))?;
         let now = Instant::now();
-        let outcome = self
-            .entries
-            .entry(key.to_owned())
-            .and_compute_with(|current| match current {
-                Some(entry) if holds(entry.value(), token, now) => Op::Remove,
-                _ => Op::Nop,
-            });
+        let outcome =
+            self.entries
+                .entry(key.to_owned())
+                .and_compute_with(|current| match current {
+                    Some(entry) if holds(entry.value(), token, now) => Op::Remove,
+                    _ => Op::Nop,
+                });
         Ok(matches!(outcome, CompResult::Removed(_)))
     }
 

@@ -873,7 +873,10 @@ impl Backend for RedisBackend {
             .arg("NX")
             .arg("PX")
             .arg(ttl_millis(ttl).max(1));
-        let reply: Option<String> = self.core.query("acquire_lease", Some(key), &command).await?;
+        let reply: Option<String> = self
+            .core
+            .query("acquire_lease", Some(key), &command)
+            .await?;
         Ok(reply.is_some())
     }
 
@@ -892,7 +895,10 @@ impl Backend for RedisBackend {
     async fn release_lease(&self, key: &str, token: &str) -> Result<bool> {
         let mut command = redis::cmd("EVAL");
         command.arg(RELEASE_LEASE).arg(1).arg(key).arg(token);
-        let released: i64 = self.core.query("release_lease", Some(key), &command).await?;
+        let released: i64 = self
+            .core
+            .query("release_lease", Some(key), &command)
+            .await?;
         Ok(released == 1)
     }
 

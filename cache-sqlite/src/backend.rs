@@ -601,12 +601,10 @@ impl Backend for SqliteBackend {
         let expiry = Expiry::of(Some(ttl.max(Duration::from_millis(1))));
         self.workers
             .write(move |conn, now| {
-                let changed = conn.db.prepare_cached(&conn.sql.renew_lease)?.execute(params![
-                    owned,
-                    now,
-                    expiry.at(now),
-                    token.as_bytes()
-                ])?;
+                let changed = conn
+                    .db
+                    .prepare_cached(&conn.sql.renew_lease)?
+                    .execute(params![owned, now, expiry.at(now), token.as_bytes()])?;
                 Ok(changed == 1)
             })
             .await

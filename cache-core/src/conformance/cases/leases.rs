@@ -108,7 +108,11 @@ pub async fn expired_holder_cannot_release_or_renew_the_next_lease(ctx: Ctx) -> 
     assert!(ctx.peer().renew_lease(&key, "new", LONG_TTL).await?);
     assert!(ctx.backend().release_lease(&key, "new").await?);
     assert!(!ctx.backend().contains(&key).await?);
-    assert!(!ctx.backend().release_lease(&ctx.key("never"), "new").await?);
+    assert!(
+        !ctx.backend()
+            .release_lease(&ctx.key("never"), "new")
+            .await?
+    );
     assert!(
         !ctx.backend()
             .renew_lease(&ctx.key("never"), "new", LONG_TTL)
