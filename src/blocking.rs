@@ -40,7 +40,7 @@ use std::sync::Arc;
 use cache_core::{Backend, CacheBuilder, Result, Serializer};
 use serde::{Serialize, de::DeserializeOwned};
 
-pub use cache_core::blocking::{Cache, Runtime, Walk};
+pub use cache_core::blocking::{Cache, Lock, LockGuard, Runtime, Walk};
 
 /// A store opened for blocking use, with the runtime its calls run on.
 #[derive(Clone)]

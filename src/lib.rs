@@ -56,8 +56,8 @@ mod open;
 pub use cache_core::{
     Backend, BoxError, Bytes, Cache, CacheBuilder, Cbor, Condition,
     DEFAULT_MAX_BACKGROUND_REFRESHES, DEFAULT_REFRESH_RETRY_AFTER, DecodePolicy, Entry, Error,
-    Freshness, Json, Layer, Loaded, Raw, Result, ScanCursor, ScanOptions, ScanPage, Serializer,
-    SetOptions, Ttl, layers, raw, testing,
+    Freshness, Json, Layer, Lease, Loaded, Lock, LockGuard, Raw, Result, ScanCursor, ScanOptions,
+    ScanPage, Serializer, SetOptions, Ttl, layers, raw, testing,
 };
 pub use open::open;
 

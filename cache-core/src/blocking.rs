@@ -420,6 +420,18 @@ where
         )
     }
 
+    /// See [`crate::Cache::lock`]: the value, or the lock to produce it with a plain
+    /// [`LockGuard::set`].
+    pub fn lock(&self, key: &str) -> Result<Lock<V>> {
+        Ok(match self.call(self.inner.lock(key))? {
+            crate::Lock::Found(value) => Lock::Found(value),
+            crate::Lock::Held(guard) => Lock::Held(LockGuard {
+                inner: Some(guard),
+                owner: Arc::clone(&self.owner),
+            }),
+        })
+    }
+
     /// See [`crate::Cache::get_entry`].
     pub fn get_entry(&self, key: &str) -> Result<Option<Entry<V>>> {
         self.call(self.inner.get_entry(key))
@@ -469,6 +481,59 @@ where
             let loader = loader.clone();
             off_the_workers(move || loader(missing))
         }))
+    }
+}
+
+/// What [`Cache::lock`] gives: the value, or the lock to produce it.
+#[derive(Debug)]
+pub enum Lock<V> {
+    /// The value was there, or another holder of the lock stored it.
+    Found(V),
+    /// This caller holds the lock: produce the value and [`LockGuard::set`] it.
+    Held(LockGuard<V>),
+}
+
+/// The blocking twin of [`crate::LockGuard`]: store the value with [`LockGuard::set`], which
+/// hands it to every waiter, or drop the guard to let a waiter take over.
+pub struct LockGuard<V> {
+    inner: Option<crate::LockGuard<V>>,
+    owner: Arc<Owner>,
+}
+
+impl<V> std::fmt::Debug for LockGuard<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Some(inner) => inner.fmt(f),
+            None => f.write_str("LockGuard(released)"),
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> LockGuard<V> {
+    /// See [`crate::LockGuard::set`].
+    pub fn set(self, value: &V) -> Result<()> {
+        self.set_with(value, SetOptions::new())
+    }
+
+    /// See [`crate::LockGuard::set_with`].
+    pub fn set_with(mut self, value: &V, options: SetOptions) -> Result<()> {
+        match self.inner.take() {
+            Some(inner) => self.owner.call(inner.set_with(value, options)),
+            None => Ok(()),
+        }
+    }
+
+    /// Releases the lock without a value: one waiter takes it over. The same as dropping it.
+    pub fn release(self) {}
+}
+
+impl<V> Drop for LockGuard<V> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            // The fleet lease is released by a task on the handle's runtime.
+            let _runtime = self.owner.runtime().enter();
+            drop(inner);
+        }
     }
 }
 

@@ -78,6 +78,8 @@ pub(crate) struct Inner<V> {
     pub(crate) freshness: FreshConfig,
     /// Whether writes may carry tags (and user keys must stay out of the tag versions' space).
     pub(crate) tagged: bool,
+    /// Fleet-wide single flight: loads take a lease in the store first.
+    pub(crate) fleet: Option<crate::locks::Lease>,
     #[cfg(feature = "conformance")]
     planted: Option<FacadeBug>,
 }
@@ -144,6 +146,7 @@ pub struct CacheBuilder<V, S = Cbor> {
     retry_after: Duration,
     max_refreshes: usize,
     tagged: bool,
+    fleet: Option<crate::locks::Lease>,
     #[cfg(feature = "conformance")]
     planted: Option<FacadeBug>,
     value: PhantomData<fn() -> V>,
@@ -325,6 +328,25 @@ impl<V, S> CacheBuilder<V, S> {
         self
     }
 
+    /// Fleet-wide single flight: one load per key for every process sharing the store, not
+    /// only for this one. Before a load ([`Cache::get_or_insert_with`], the loading verbs of
+    /// freshness, [`Cache::lock`]) the loading caller takes a lease in the store
+    /// ([`Backend::acquire_lease`]) and renews it while it loads; callers of other processes
+    /// find the lease taken and wait, looking for the value with growing pauses, until it
+    /// appears or the lease goes (a holder that crashed stops renewing, its lease expires, and
+    /// one waiter takes over). A waiter never waits longer than [`Lease::max_wait`]: then it
+    /// loads itself, since availability matters more than exactly one load. A background
+    /// refresh another process is running counts as this process's own. The store must keep
+    /// leases (every store of cachette does); otherwise loads fail with
+    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    ///
+    /// A lease is an entry under U+FFFF `lease` U+FFFF and the entry's full key, outside every
+    /// prefix, for at most the lease time.
+    pub fn fleet_single_flight(mut self, lease: crate::locks::Lease) -> Self {
+        self.fleet = Some(lease);
+        self
+    }
+
     /// Builds the cache with `bug`, for the conformance kit's own test that its cases catch
     /// the bugs they target. Never for use.
     #[cfg(feature = "conformance")]
@@ -351,6 +373,7 @@ impl<V, S> CacheBuilder<V, S> {
             retry_after: self.retry_after,
             max_refreshes: self.max_refreshes,
             tagged: self.tagged,
+            fleet: self.fleet,
             #[cfg(feature = "conformance")]
             planted: self.planted,
             value: PhantomData,
@@ -393,6 +416,7 @@ impl<V, S> CacheBuilder<V, S> {
                     throttled: Mutex::default(),
                 },
                 tagged: self.tagged,
+                fleet: self.fleet,
                 #[cfg(feature = "conformance")]
                 planted: self.planted,
             }),
@@ -418,6 +442,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             retry_after: DEFAULT_REFRESH_RETRY_AFTER,
             max_refreshes: DEFAULT_MAX_BACKGROUND_REFRESHES,
             tagged: false,
+            fleet: None,
             #[cfg(feature = "conformance")]
             planted: None,
             value: PhantomData,

@@ -360,6 +360,10 @@ impl<V: Send + Sync + 'static> Cache<V> {
                         if hide_versions && key.starts_with(TAG_MARK) {
                             continue;
                         }
+                        // Leases live outside every prefix but the empty one's.
+                        if key.starts_with(crate::locks::LEASE_MARK) {
+                            continue;
+                        }
                         walk.ready.push_back(Ok((key, bytes)));
                     }
                 }

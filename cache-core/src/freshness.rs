@@ -284,9 +284,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 },
             }
         };
-        self.lead(key, full_key, guard, LoadKind::Refresh, || {
-            self.load_and_store(key, loader, Mode::Asked)
-        })
+        self.lead(
+            key,
+            full_key,
+            guard,
+            LoadKind::Refresh,
+            Recheck::Entry,
+            || self.load_and_store(key, loader, Mode::Asked),
+        )
         .await
     }
 
@@ -462,9 +467,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let owned = key.to_owned();
         let work = async move {
             cache
-                .lead(&owned, full_key, guard, LoadKind::Refresh, || {
-                    cache.load_and_store(&owned, loader, Mode::Background)
-                })
+                .lead(
+                    &owned,
+                    full_key,
+                    guard,
+                    LoadKind::Refresh,
+                    Recheck::Entry,
+                    || cache.load_and_store(&owned, loader, Mode::Background),
+                )
                 .await
         };
         self.spawn_refresh(runtime, permit, vec![key.to_owned()], work);

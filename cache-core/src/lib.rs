@@ -11,6 +11,7 @@ mod error;
 mod freshness;
 pub mod layers;
 mod loading;
+mod locks;
 mod options;
 mod planted;
 pub mod raw;
@@ -31,6 +32,7 @@ pub use cache::{
 };
 pub use error::{BoxError, Error, Result};
 pub use freshness::{Entry, Freshness, Loaded};
+pub use locks::{Lease, Lock, LockGuard};
 pub use options::SetOptions;
 pub use raw::Layer;
 pub use serializer::{Cbor, Json, Raw, Serializer};

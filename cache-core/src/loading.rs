@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::cache::Stored;
 use crate::layers::CacheEvent;
+use crate::locks::FleetTurn;
 use crate::single_flight::{self, LeaderGuard, Outcome, Role, Slot};
 use crate::{BoxError, Cache, DecodePolicy, Error, Result};
 use std::time::Duration;
@@ -171,7 +172,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             guard.publish(Ok(found.clone()));
             return Ok(found);
         }
-        self.lead(key, full_key, guard, LoadKind::Load, run).await
+        self.lead(key, full_key, guard, LoadKind::Load, recheck, run)
+            .await
     }
 
     /// Runs `run` as the leader of `full_key`, holding its guard: the loader knows every key this
@@ -184,14 +186,27 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         full_key: String,
         guard: LeaderGuard<Option<V>>,
         kind: LoadKind,
+        recheck: Recheck,
         run: R,
     ) -> Result<Option<V>>
     where
         R: FnOnce() -> Fut,
         Fut: Future<Output = Landed<V>>,
     {
+        let lease = match self.fleet_turn(key, &full_key, kind, recheck).await? {
+            FleetTurn::Done(found) => {
+                guard.publish(Ok(found.clone()));
+                return Ok(found);
+            }
+            FleetTurn::Lead(holder) => Some(holder),
+            FleetTurn::Alone | FleetTurn::OwnLoad => None,
+        };
         let started = Instant::now();
         let Landed { outcome, stored } = self.scoped_load(vec![full_key], run()).await;
+        // Released once the value is stored, so a process that takes the lease next finds it.
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
         guard.publish(outcome.clone());
         let found = matches!(outcome, Ok(Some(_)));
         let result = match outcome {
@@ -261,7 +276,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Ok(outcome)
     }
 
-    async fn recheck(&self, key: &str, recheck: Recheck) -> Result<Option<Option<V>>> {
+    pub(crate) async fn recheck(&self, key: &str, recheck: Recheck) -> Result<Option<Option<V>>> {
         Ok(match recheck {
             Recheck::Value => self.get_for_loading(key).await?.map(Some),
             Recheck::Entry => self.get_stored_for_loading(key).await?.map(|s| s.value),

@@ -57,6 +57,15 @@ pub enum FacadeBug {
     BlockingRuntimePerCall,
     /// The blocking cache's walk ends after its first page.
     BlockingWalkFirstPageOnly,
+    /// Fleet-wide single flight takes no lease: every process loads.
+    FleetLeaseIgnored,
+    /// The holder of a fleet lease never renews it: a load longer than the lease lets another
+    /// process load too.
+    FleetLeaseNotRenewed,
+    /// `lock` does not look in the store first: a present value is produced again.
+    LockSkipsTheStore,
+    /// A waiter whose lock holder went away without a value fails instead of taking over.
+    LockWaiterGivesUp,
     /// A blocking loader's own calls to the cache do not know the load they are made for, so
     /// a loader asking for its own key waits for itself.
     BlockingLoaderCallsForgetTheLoad,

@@ -75,7 +75,7 @@ pub mod outage;
 pub mod secrets;
 mod under_test;
 
-pub use under_test::{CacheUnderTest, WalkStream};
+pub use under_test::{CacheUnderTest, GuardUnderTest, LockUnderTest, WalkStream};
 
 /// The most keys one case holds alive at once: the 100,000 keys written beside a timer to show
 /// that no batch stalls the runtime (every other case holds at most about 27,000).
@@ -86,10 +86,11 @@ pub const WORKING_SET_BYTES: usize = 65 * 1024 * 1024;
 
 /// The groups whose cases drive the typed cache rather than the store: what a facade of its
 /// own (the blocking one) runs.
-pub const FACADE_GROUPS: [&str; 6] = [
+pub const FACADE_GROUPS: [&str; 7] = [
     "facade",
     "faults",
     "loading",
+    "locks",
     "freshness",
     "tags",
     "typed_capabilities",

@@ -333,6 +333,27 @@ where
         verb!(self, |cache| cache.get_entry(&key), move (key) cache.get_entry(&key))
     }
 
+    /// See [`Cache::lock`].
+    pub async fn lock(&self, key: &str) -> Result<LockUnderTest<V>> {
+        let key = key.to_owned();
+        match &self.inner {
+            Facade::Async(cache) => Ok(match cache.lock(&key).await? {
+                crate::Lock::Found(value) => LockUnderTest::Found(value),
+                crate::Lock::Held(guard) => LockUnderTest::Held(GuardUnderTest::Async(guard)),
+            }),
+            #[cfg(feature = "blocking")]
+            Facade::Blocking(cache) => {
+                let cache = cache.clone();
+                Ok(match blocking_call(move || cache.lock(&key)).await? {
+                    crate::blocking::Lock::Found(value) => LockUnderTest::Found(value),
+                    crate::blocking::Lock::Held(guard) => {
+                        LockUnderTest::Held(GuardUnderTest::Blocking(guard))
+                    }
+                })
+            }
+        }
+    }
+
     /// See [`Cache::get_or_insert_with`].
     pub async fn get_or_insert_with<F, Fut, E>(&self, key: &str, loader: F) -> Result<V>
     where
@@ -402,6 +423,44 @@ where
                 plain(move || loader(missing))()
             })
         )
+    }
+}
+
+/// What [`CacheUnderTest::lock`] gives, whichever facade made it.
+#[derive(Debug)]
+pub enum LockUnderTest<V> {
+    /// The value.
+    Found(V),
+    /// The lock.
+    Held(GuardUnderTest<V>),
+}
+
+/// A lock guard of the facade under test.
+#[derive(Debug)]
+pub enum GuardUnderTest<V> {
+    /// The async cache's.
+    Async(crate::LockGuard<V>),
+    /// The blocking cache's.
+    #[cfg(feature = "blocking")]
+    Blocking(crate::blocking::LockGuard<V>),
+}
+
+impl<V: Clone + Send + Sync + 'static> GuardUnderTest<V> {
+    /// See [`crate::LockGuard::set_with`].
+    pub async fn set_with(self, value: &V, options: SetOptions) -> Result<()> {
+        match self {
+            Self::Async(guard) => guard.set_with(value, options).await,
+            #[cfg(feature = "blocking")]
+            Self::Blocking(guard) => {
+                let value = value.clone();
+                blocking_call(move || guard.set_with(&value, options)).await
+            }
+        }
+    }
+
+    /// See [`crate::LockGuard::set`].
+    pub async fn set(self, value: &V) -> Result<()> {
+        self.set_with(value, SetOptions::new()).await
     }
 }
 

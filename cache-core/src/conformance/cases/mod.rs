@@ -18,6 +18,7 @@ pub mod freshness;
 pub mod keys;
 pub mod leases;
 pub mod loading;
+pub mod locks;
 pub mod neighbours;
 pub mod paths;
 pub mod round_trip;
@@ -200,6 +201,13 @@ macro_rules! __conformance_case_list {
             (leases::expired_lease_is_taken_over)
             (leases::expired_holder_cannot_release_or_renew_the_next_lease)
             (leases::renewed_lease_outlives_its_first_ttl)
+            (locks::lock_returns_a_present_value_without_locking)
+            (locks::lock_holder_hands_its_value_to_every_waiter)
+            (locks::dropped_lock_lets_one_waiter_take_over)
+            (locks::fleet_single_flight_loads_once_across_caches)
+            (locks::fleet_waiter_takes_over_an_expired_lease)
+            (locks::fleet_waiters_load_themselves_after_max_wait)
+            (locks::fleet_lock_is_held_across_caches)
             (typed_capabilities::typed_capabilities_use_the_callers_keys)
             (typed_capabilities::typed_counters_use_the_callers_keys)
             (typed_capabilities::tagged_cache_walks_and_counts_entries_only)
