@@ -16,7 +16,7 @@ use crate::servers::Kind;
 use crate::services::{self, Provided};
 
 /// The steps in order, for the `[n/N]` progress count.
-const STEPS: [&str; 14] = [
+const STEPS: [&str; 15] = [
     "fmt",
     "clippy",
     "clippy (no TLS)",
@@ -26,6 +26,7 @@ const STEPS: [&str; 14] = [
     "atproto example",
     "pomdapi example",
     "aiohttp example",
+    "aries example",
     "servers",
     "test",
     "test (memory only)",
@@ -118,6 +119,11 @@ pub fn run() -> Result<()> {
             "--features",
             "sign,blocking",
         ],
+        &[],
+    );
+    run.cargo(
+        "aries example",
+        &["run", "--example", "aries_cache_lock"],
         &[],
     );
     let servers = run.step(
