@@ -1,12 +1,14 @@
 //! The store capabilities, timed on every store in one run next to what a user would do without
 //! them: `take` against a `get` then a `delete` (which is not atomic), `get_with_ttl` against
 //! `get`, `incr` against `set`, a `keys()` walk of 10,000 keys against a `get_many` of the same
-//! keys, and `len` against counting a `keys()` walk.
+//! keys, and `len` against counting a `keys()` walk. And fleet-wide single flight: a miss under
+//! a lease against one without, and the loads of one key for 8 caches of 64 tasks each.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_core::{Backend, Cache};
+use cache_core::{Backend, Cache, Lease};
 use futures_util::TryStreamExt;
 
 use crate::BenchResult;
@@ -43,6 +45,9 @@ pub async fn measure(
                 other => format!("{other:?}"),
             })?;
     let mut rows = rows(&backend, name, workload, repeats).await;
+    if let Ok(found) = &mut rows {
+        found.extend(lock_rows(&backend, name, workload, repeats).await?);
+    }
     cleanup.await?;
     if let (Ok(found), "memory" | "sqlite") = (&mut rows, store) {
         found.push(blocking_row(store, name, workload, repeats).await?);
@@ -247,6 +252,98 @@ async fn rows(
         "calls/s",
     ));
     cache.clear().await?;
+    Ok(rows)
+}
+
+/// Misses timed per sample in the lease row.
+const MISSES: usize = 200;
+
+/// Fleet-wide single flight: a miss that takes a lease against one that does not, and the
+/// loads of one key when 8 caches (each its own single flight, as 8 processes have) ask with 64
+/// tasks each, with and without the lease.
+async fn lock_rows(
+    backend: &Arc<dyn Backend>,
+    name: &'static str,
+    workload: &SharedWorkload,
+    repeats: usize,
+) -> BenchResult<Vec<CapabilityRow>> {
+    let prefix = format!("{}locks:", run_prefix());
+    let lease = Lease::new(Duration::from_secs(10));
+    let build = |part: &str, fleet: bool| {
+        let builder = Cache::<DidDoc>::builder(Arc::clone(backend))
+            .prefix(format!("{prefix}{part}:"))
+            .default_ttl(TTL);
+        if fleet {
+            builder.fleet_single_flight(lease).build()
+        } else {
+            builder.build()
+        }
+    };
+    let (leased, plain) = (build("leased", true), build("plain", false));
+    let doc = workload.docs[0].clone();
+    let (mut with_lease, mut without) = (Vec::new(), Vec::new());
+    for repeat in 0..repeats {
+        for (cache, rates) in [(&leased, &mut with_lease), (&plain, &mut without)] {
+            let began = Instant::now();
+            for n in 0..MISSES {
+                let doc = doc.clone();
+                cache
+                    .get_or_insert_with(&format!("{repeat}:{n}"), move || async move {
+                        Ok::<_, std::convert::Infallible>(doc)
+                    })
+                    .await?;
+            }
+            rates.push(rate(MISSES, began.elapsed()));
+        }
+    }
+    let mut rows = vec![row(
+        name,
+        "miss loaded under a fleet lease",
+        with_lease,
+        "miss, single flight per process",
+        without,
+        "loads/s",
+    )];
+    let (mut fleet_loads, mut process_loads) = (Vec::new(), Vec::new());
+    for repeat in 0..repeats {
+        for (fleet, loads) in [(true, &mut fleet_loads), (false, &mut process_loads)] {
+            let part = format!("crowd{repeat}{}", if fleet { "f" } else { "p" });
+            let caches: Vec<Cache<DidDoc>> = (0..8).map(|_| build(&part, fleet)).collect();
+            let counted = Arc::new(AtomicUsize::new(0));
+            let tasks: Vec<_> = caches
+                .iter()
+                .flat_map(|cache| std::iter::repeat_n(cache, 64))
+                .map(|cache| {
+                    let (cache, counted, doc) = (cache.clone(), Arc::clone(&counted), doc.clone());
+                    tokio::spawn(async move {
+                        cache
+                            .get_or_insert_with("hot", move || async move {
+                                counted.fetch_add(1, Ordering::SeqCst);
+                                // A source of truth that takes 20 ms to answer.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                Ok::<_, std::convert::Infallible>(doc)
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await??;
+            }
+            loads.push(counted.load(Ordering::SeqCst) as f64);
+        }
+    }
+    rows.push(row(
+        name,
+        "loads of one key, 8 caches x 64 tasks, fleet lease",
+        fleet_loads,
+        "single flight per process",
+        process_loads,
+        "loads/key",
+    ));
+    leased.clear().await?;
+    plain.clear().await?;
+    backend.clear_prefix(&prefix).await?;
     Ok(rows)
 }
 
