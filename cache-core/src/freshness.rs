@@ -9,6 +9,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cache::{Stored, now_millis};
 use crate::layers::CacheEvent;
 use crate::loading::{Landed, LoadKind, Recheck};
+use crate::locks::{FleetTurn, LeaseHolder};
+
+/// One key a batch load leads in this process: the caller's key, the full key, the guard.
+type Leader<V> = (String, String, LeaderGuard<Option<V>>);
+
+/// A batch load after one try of the fleet's leases: the keys it leads (and the leases it
+/// holds), the keys another process holds, the values other processes loaded.
+type FleetTurns<V> = (
+    Vec<Leader<V>>,
+    Vec<LeaseHolder>,
+    Vec<Leader<V>>,
+    HashMap<String, V>,
+);
 use crate::planted::FacadeBug;
 use crate::single_flight::{LeaderGuard, Role};
 use crate::{BoxError, Cache, Condition, DecodePolicy, Error, Result};
@@ -654,10 +667,70 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Calls `loader` once for the keys whose guards this caller holds, stores the answers (the
     /// values with the cache's settings in one atomic batch), hands each key's outcome to its
     /// waiters and reports each load. Returns the values found.
+    ///
+    /// With fleet-wide single flight, the keys whose leases it gets at once are loaded first;
+    /// then each key another process held is waited for on its own, and loaded alone if its
+    /// lease comes free without a value: a batch never waits while it holds leases, so two
+    /// processes that each got some of the keys cannot wait for each other.
     async fn run_many<F, Fut, L, E>(
         &self,
         leaders: Vec<(String, String, LeaderGuard<Option<V>>)>,
         loader: F,
+        mode: Mode,
+        kind: LoadKind,
+    ) -> Result<HashMap<String, V>>
+    where
+        F: Fn(Vec<String>) -> Fut,
+        Fut: Future<Output = std::result::Result<HashMap<String, L>, E>>,
+        L: Into<Loaded<V>>,
+        E: Into<BoxError>,
+    {
+        let (leaders, leases, busy, mut found) = self.fleet_turns(leaders, kind).await?;
+        if !leaders.is_empty() {
+            found.extend(
+                self.run_leading(leaders, leases, &loader, mode, kind)
+                    .await?,
+            );
+        }
+        let one_by_one = busy.into_iter().map(|(key, full_key, guard)| {
+            let loader = &loader;
+            async move {
+                match self
+                    .fleet_turn(&key, &full_key, kind, Recheck::Entry)
+                    .await?
+                {
+                    FleetTurn::Done(value) => {
+                        guard.publish(Ok(value.clone()));
+                        Ok(value
+                            .map(|value| HashMap::from([(key, value)]))
+                            .unwrap_or_default())
+                    }
+                    FleetTurn::Lead(lease) => {
+                        let leader = vec![(key, full_key, guard)];
+                        self.run_leading(leader, vec![lease], loader, mode, kind)
+                            .await
+                    }
+                    FleetTurn::Alone | FleetTurn::OwnLoad | FleetTurn::Busy => {
+                        let leader = vec![(key, full_key, guard)];
+                        self.run_leading(leader, Vec::new(), loader, mode, kind)
+                            .await
+                    }
+                }
+            }
+        });
+        for one in futures_util::future::join_all(one_by_one).await {
+            found.extend(one?);
+        }
+        Ok(found)
+    }
+
+    /// [`Cache::run_many`] for the keys this caller leads, holding `leases` until their values
+    /// are stored.
+    async fn run_leading<F, Fut, L, E>(
+        &self,
+        leaders: Vec<(String, String, LeaderGuard<Option<V>>)>,
+        leases: Vec<LeaseHolder>,
+        loader: &F,
         mode: Mode,
         kind: LoadKind,
     ) -> Result<HashMap<String, V>>
@@ -720,6 +793,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         {
             stored = stored.and(Err(error));
         }
+        // Released once the values are stored, so a process that takes a lease next finds them.
+        futures_util::future::join_all(leases.into_iter().map(LeaseHolder::release)).await;
         let mut found = HashMap::with_capacity(outcomes.len());
         for (key, guard, value) in outcomes {
             guard.publish(Ok(value.clone()));
@@ -735,6 +810,49 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
         }
         stored.map(|()| found)
+    }
+
+    /// With fleet-wide single flight, tries the lease of every key of a batch load once, at
+    /// once: the keys this caller leads (with the leases it holds), those another process holds,
+    /// and the values other processes loaded meanwhile (their keys' waiters served here).
+    async fn fleet_turns(
+        &self,
+        leaders: Vec<(String, String, LeaderGuard<Option<V>>)>,
+        kind: LoadKind,
+    ) -> Result<FleetTurns<V>> {
+        if self.inner.fleet.is_none() || self.planted(FacadeBug::FleetBatchWithoutLeases) {
+            return Ok((leaders, Vec::new(), Vec::new(), HashMap::new()));
+        }
+        let turns = futures_util::future::join_all(leaders.iter().map(|(key, full_key, _)| {
+            self.fleet_turn_or_busy(key, full_key, kind, Recheck::Entry, false)
+        }))
+        .await;
+        let (mut leading, mut leases, mut busy, mut elsewhere) =
+            (Vec::new(), Vec::new(), Vec::new(), HashMap::new());
+        let mut failure = None;
+        for (leader, turn) in leaders.into_iter().zip(turns) {
+            match turn {
+                Ok(FleetTurn::Busy) => busy.push(leader),
+                Ok(FleetTurn::Done(found)) => {
+                    let (key, _, guard) = leader;
+                    guard.publish(Ok(found.clone()));
+                    if let Some(value) = found {
+                        elsewhere.insert(key, value);
+                    }
+                }
+                Ok(FleetTurn::Lead(lease)) => {
+                    leases.push(lease);
+                    leading.push(leader);
+                }
+                Ok(FleetTurn::Alone | FleetTurn::OwnLoad) => leading.push(leader),
+                // Dropped, the guard lets this key's waiters try again themselves.
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok((leading, leases, busy, elsewhere)),
+        }
     }
 
     fn report_stale(&self, key: &str) {

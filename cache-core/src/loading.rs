@@ -199,7 +199,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 return Ok(found);
             }
             FleetTurn::Lead(holder) => Some(holder),
-            FleetTurn::Alone | FleetTurn::OwnLoad => None,
+            FleetTurn::Alone | FleetTurn::OwnLoad | FleetTurn::Busy => None,
         };
         let started = Instant::now();
         let Landed { outcome, stored } = self.scoped_load(vec![full_key], run()).await;

@@ -94,10 +94,13 @@ impl LeaseHolder {
                 .spawn(async move {
                     loop {
                         tokio::time::sleep(ttl / 3).await;
-                        // A lease that is gone (expired while this process stalled, taken
-                        // over) stays gone: the load goes on, and its value is stored all the
-                        // same.
-                        if !matches!(backend.renew_lease(&key, &token, ttl).await, Ok(true)) {
+                        if matches!(backend.renew_lease(&key, &token, ttl).await, Ok(true)) {
+                            continue;
+                        }
+                        // Lapsed while this process or the store stalled: taken again if nobody
+                        // took it meanwhile. Taken over, it stays the other holder's: the load
+                        // goes on, and its value is stored all the same.
+                        if !matches!(backend.acquire_lease(&key, &token, ttl).await, Ok(true)) {
                             return;
                         }
                     }
@@ -167,6 +170,9 @@ pub(crate) enum FleetTurn<V> {
     Done(Option<V>),
     /// Waited as long as allowed: load without the lease.
     OwnLoad,
+    /// Another process holds the lease, and the caller asked not to wait (a batch, which must
+    /// not wait for some keys while it holds the leases of others).
+    Busy,
 }
 
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
@@ -178,6 +184,19 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         full_key: &str,
         kind: LoadKind,
         recheck: Recheck,
+    ) -> Result<FleetTurn<V>> {
+        self.fleet_turn_or_busy(key, full_key, kind, recheck, true)
+            .await
+    }
+
+    /// [`Cache::fleet_turn`]; with `wait` false, a lease held elsewhere is [`FleetTurn::Busy`].
+    pub(crate) async fn fleet_turn_or_busy(
+        &self,
+        key: &str,
+        full_key: &str,
+        kind: LoadKind,
+        recheck: Recheck,
+        wait: bool,
     ) -> Result<FleetTurn<V>> {
         let Some(lease) = self.inner.fleet else {
             return Ok(FleetTurn::Alone);
@@ -210,6 +229,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 // Another process refreshes the key: its refresh is as new as this one.
                 let current = self.recheck(key, Recheck::Entry).await?;
                 return Ok(FleetTurn::Done(current.flatten()));
+            }
+            if !wait {
+                return Ok(FleetTurn::Busy);
             }
             let waited = started.elapsed();
             if waited >= lease.max_wait {
@@ -304,7 +326,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                             return Ok(Lock::Found(value));
                         }
                         FleetTurn::Lead(holder) => Some(holder),
-                        FleetTurn::Alone | FleetTurn::OwnLoad | FleetTurn::Done(None) => None,
+                        FleetTurn::Alone
+                        | FleetTurn::OwnLoad
+                        | FleetTurn::Busy
+                        | FleetTurn::Done(None) => None,
                     };
                     return Ok(Lock::Held(LockGuard {
                         cache: self.clone(),

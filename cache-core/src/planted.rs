@@ -62,6 +62,8 @@ pub enum FacadeBug {
     /// The holder of a fleet lease never renews it: a load longer than the lease lets another
     /// process load too.
     FleetLeaseNotRenewed,
+    /// Batch loads take no fleet lease: every process loads the batch.
+    FleetBatchWithoutLeases,
     /// `lock` does not look in the store first: a present value is produced again.
     LockSkipsTheStore,
     /// A waiter whose lock holder went away without a value fails instead of taking over.

@@ -66,7 +66,8 @@ bug_tests! {
     walk_lists_tag_versions: WalkListsTagVersions => tagged_cache_walks_and_counts_entries_only;
     len_counts_tag_versions: LenCountsTagVersions => tagged_cache_walks_and_counts_entries_only;
     fleet_lease_ignored: FleetLeaseIgnored => fleet_single_flight_loads_once_across_caches;
-    fleet_lease_not_renewed: FleetLeaseNotRenewed => fleet_single_flight_loads_once_across_caches;
+    fleet_lease_not_renewed: FleetLeaseNotRenewed => fleet_holder_renews_its_lease_while_it_loads;
+    fleet_batch_without_leases: FleetBatchWithoutLeases => fleet_batch_loads_each_key_once_across_caches;
     lock_skips_the_store: LockSkipsTheStore => lock_returns_a_present_value_without_locking;
     lock_waiter_gives_up: LockWaiterGivesUp => dropped_lock_lets_one_waiter_take_over;
 }

@@ -9,6 +9,10 @@ use super::{Doc, LONG_TTL, doc};
 use crate::conformance::{CacheUnderTest, Ctx, GuardUnderTest, LockUnderTest};
 use crate::{Cache, Error, Lease, Result, SetOptions, Ttl};
 
+/// How long a waiter of these cases may wait for another cache's load: far past every load
+/// here, so that a case fails by counting a second load, never by hanging.
+const MAX_WAIT_IN_CASES: Duration = Duration::from_secs(60);
+
 fn join_error(error: tokio::task::JoinError) -> Error {
     Error::backend("conformance", "join", None, error)
 }
@@ -129,10 +133,11 @@ pub async fn dropped_lock_lets_one_waiter_take_over(ctx: Ctx) -> Result<()> {
 }
 
 /// Two caches that share only the store (as two processes do), each on its own handle, with
-/// fleet-wide single flight: 16 callers at once, and a load longer than the lease (so the holder
-/// must renew it), run the loader once in all.
+/// fleet-wide single flight: 16 callers at once run the loader once in all.
 pub async fn fleet_single_flight_loads_once_across_caches(ctx: Ctx) -> Result<()> {
-    let lease = Lease::new(Duration::from_millis(300)).max_wait(LONG_TTL);
+    // Far longer than the load, so that a store slowed down by the whole suite running at once
+    // does not let it lapse; renewal has a case of its own.
+    let lease = Lease::new(Duration::from_secs(5)).max_wait(MAX_WAIT_IN_CASES);
     let caches = [
         ctx.typed(
             ctx.builder::<Doc>()
@@ -158,7 +163,7 @@ pub async fn fleet_single_flight_loads_once_across_caches(ctx: Ctx) -> Result<()
                 cache
                     .get_or_insert_with("k", move || async move {
                         loads.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(1_000)).await;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
                         Ok::<_, SourceDown>(doc(7))
                     })
                     .await
@@ -189,7 +194,7 @@ pub async fn fleet_waiter_takes_over_an_expired_lease(ctx: Ctx) -> Result<()> {
     );
     let cache = ctx.typed(
         ctx.builder::<Doc>()
-            .fleet_single_flight(Lease::new(Duration::from_secs(5)).max_wait(LONG_TTL)),
+            .fleet_single_flight(Lease::new(Duration::from_secs(5)).max_wait(MAX_WAIT_IN_CASES)),
     );
     let loads = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&loads);
@@ -247,7 +252,7 @@ pub async fn fleet_waiters_load_themselves_after_max_wait(ctx: Ctx) -> Result<()
 /// `lock` goes through the fleet lease too: a lock held by one cache is waited for by another
 /// that shares only the store, which then gets the holder's value.
 pub async fn fleet_lock_is_held_across_caches(ctx: Ctx) -> Result<()> {
-    let lease = Lease::new(Duration::from_secs(5)).max_wait(LONG_TTL);
+    let lease = Lease::new(Duration::from_secs(5)).max_wait(MAX_WAIT_IN_CASES);
     let first = ctx.typed(ctx.builder::<Doc>().fleet_single_flight(lease));
     let second = ctx.typed(
         Cache::<Doc>::builder(Arc::clone(ctx.peer()))
@@ -267,5 +272,172 @@ pub async fn fleet_lock_is_held_across_caches(ctx: Ctx) -> Result<()> {
         LockUnderTest::Found(value) => assert_eq!(value, doc(5)),
         LockUnderTest::Held(_) => panic!("the other cache took a held lock"),
     }
+    Ok(())
+}
+
+/// Batch loads take a lease per key too: two caches that share only the store, each asking at
+/// once for the same three missing keys, load each key once in all.
+pub async fn fleet_batch_loads_each_key_once_across_caches(ctx: Ctx) -> Result<()> {
+    // Far longer than the load, as in `fleet_single_flight_loads_once_across_caches`.
+    let lease = Lease::new(Duration::from_secs(5)).max_wait(MAX_WAIT_IN_CASES);
+    let caches = [
+        ctx.typed(
+            ctx.builder::<Doc>()
+                .default_ttl(LONG_TTL)
+                .fresh_for(LONG_TTL)
+                .fleet_single_flight(lease),
+        ),
+        ctx.typed(
+            Cache::<Doc>::builder(Arc::clone(ctx.peer()))
+                .prefix(ctx.prefix())
+                .default_ttl(LONG_TTL)
+                .fresh_for(LONG_TTL)
+                .planted_bug(ctx.facade_bug)
+                .fleet_single_flight(lease),
+        ),
+    ];
+    let loaded = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let tasks: Vec<_> = caches
+        .iter()
+        .map(|cache| {
+            let (cache, loaded, barrier) =
+                (cache.clone(), Arc::clone(&loaded), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                cache
+                    .get_many_or_refresh(["a", "b", "c"], move |keys: Vec<String>| {
+                        let loaded = Arc::clone(&loaded);
+                        async move {
+                            loaded.fetch_add(keys.len(), Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(600)).await;
+                            Ok::<_, SourceDown>(
+                                keys.into_iter()
+                                    .map(|key| {
+                                        let value = doc(u32::from(key.as_bytes()[0]));
+                                        (key, value)
+                                    })
+                                    .collect::<std::collections::HashMap<_, _>>(),
+                            )
+                        }
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let found = task.await.map_err(join_error)??;
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found["b"], doc(u32::from(b'b')));
+    }
+    assert_eq!(
+        loaded.load(Ordering::SeqCst),
+        3,
+        "keys loaded by two caches sharing the store"
+    );
+    Ok(())
+}
+
+/// A cancelled holder is a holder that went away: a waiter takes the lock over. A cancelled
+/// waiter changes nothing for the others.
+pub async fn cancelled_lock_holders_and_waiters_lose_nothing(ctx: Ctx) -> Result<()> {
+    ctx.require_cancellable_callers()?;
+    let cache = ctx.cache::<Doc>();
+    let (locked, holding) = tokio::sync::oneshot::channel();
+    let holder = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            let guard = held(&cache, "k").await?;
+            let _ = locked.send(());
+            std::future::pending::<()>().await;
+            guard.set(&doc(0)).await
+        })
+    };
+    let _ = holding.await;
+    let cancelled = waiters(&cache, "k", 1);
+    let survivor = waiters(&cache, "k", 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for waiter in &cancelled {
+        waiter.abort();
+    }
+    holder.abort();
+    let mut survivor = survivor.into_iter();
+    let outcome = tokio::time::timeout(LONG_TTL, survivor.next().expect("one waiter"))
+        .await
+        .unwrap_or_else(|_| panic!("a waiter still waited for a cancelled holder"))
+        .map_err(join_error)??;
+    assert_eq!(outcome, (true, doc(100)), "the waiter takes the lock over");
+    assert_eq!(cache.get("k").await?, Some(doc(100)));
+    Ok(())
+}
+
+/// Waiters for a lock give up after the load wait timeout; the holder goes on and its value is
+/// stored.
+pub async fn lock_waiters_give_up_after_the_load_wait_timeout(ctx: Ctx) -> Result<()> {
+    let cache = ctx.typed(
+        ctx.builder::<Doc>()
+            .load_wait_timeout(Duration::from_millis(100)),
+    );
+    let guard = held(&cache, "k").await?;
+    let outcome = tokio::time::timeout(LONG_TTL, cache.lock("k"))
+        .await
+        .unwrap_or_else(|_| panic!("a lock waiter waited past its 100 ms load wait timeout"));
+    assert!(
+        matches!(&outcome, Err(Error::LoadTimeout { key, .. }) if key == "k"),
+        "{outcome:?}"
+    );
+    guard.set(&doc(2)).await?;
+    assert_eq!(cache.get("k").await?, Some(doc(2)));
+    Ok(())
+}
+
+/// A holder renews its lease while it loads: a load that takes more than twice the lease still
+/// holds it (looked for over two more seconds and 20 looks, so one late renewal on a busy
+/// machine is not taken for none), and it is gone once the value is stored.
+pub async fn fleet_holder_renews_its_lease_while_it_loads(ctx: Ctx) -> Result<()> {
+    const LEASE: Duration = Duration::from_millis(600);
+    let lease_key = format!("{}{}", crate::locks::LEASE_MARK, ctx.key("k"));
+    let cache = ctx.typed(
+        ctx.builder::<Doc>()
+            .fleet_single_flight(Lease::new(LEASE).max_wait(MAX_WAIT_IN_CASES)),
+    );
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let load = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_insert_with("k", move || async move {
+                    let _ = started.send(());
+                    let _ = released.await;
+                    Ok::<_, SourceDown>(doc(6))
+                })
+                .await
+        })
+    };
+    let _ = running.await;
+    tokio::time::sleep(LEASE * 2 + LEASE / 2).await;
+    // Two seconds and at least 20 looks: a look that waited behind a slow store call counts
+    // as one.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (mut held, mut looks) = (false, 0);
+    while !held && (looks < 20 || Instant::now() < deadline) {
+        looks += 1;
+        held = ctx.backend().contains(&lease_key).await?;
+        if !held {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let _ = release.send(());
+    assert_eq!(load.await.map_err(join_error)??, doc(6));
+    assert!(
+        held,
+        "a lease of {LEASE:?} was gone {:?} into its load",
+        LEASE * 2
+    );
+    assert!(
+        !ctx.backend().contains(&lease_key).await?,
+        "the lease outlived its load"
+    );
     Ok(())
 }
