@@ -334,7 +334,7 @@ impl<V, S> CacheBuilder<V, S> {
     /// ([`Backend::acquire_lease`]) and renews it while it loads; callers of other processes
     /// find the lease taken and wait, looking for the value with growing pauses, until it
     /// appears or the lease goes (a holder that crashed stops renewing, its lease expires, and
-    /// one waiter takes over). A waiter never waits longer than [`Lease::max_wait`]: then it
+    /// one waiter takes over). A waiter never waits longer than [`Lease::max_wait`](crate::Lease::max_wait): then it
     /// loads itself, since availability matters more than exactly one load. A background
     /// refresh another process is running counts as this process's own. The store must keep
     /// leases (every store of cachette does); otherwise loads fail with
