@@ -6,14 +6,10 @@
 
 use std::sync::Arc;
 
-use cache_core::conformance::{FACADE_GROUPS, RunOptions, Verdict, run_conformance};
+use cache_core::conformance::{
+    CANCELLING_CASES, FACADE_GROUPS, RunOptions, assert_reports, run_conformance,
+};
 use cachette::blocking;
-
-const CANCELLING: [&str; 3] = [
-    "loading::cancelled_loader_lets_a_waiter_take_over",
-    "locks::cancelled_lock_holders_and_waiters_lose_nothing",
-    "freshness::cancelled_readers_neither_stop_a_refresh_nor_block_a_load",
-];
 
 async fn run_facade_cases(url: String) {
     // Opened outside the async runtime, as a blocking user opens it.
@@ -28,30 +24,7 @@ async fn run_facade_cases(url: String) {
             .parallelism(8),
     )
     .await;
-    assert!(
-        reports.len() >= 48,
-        "only {} facade cases ran",
-        reports.len()
-    );
-    let failures: Vec<String> = reports
-        .iter()
-        .filter_map(|report| Some(format!("{}: {}", report.case, report.failure()?)))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} facade case(s) failed on the blocking facade:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    let mut not_applicable: Vec<&str> = reports
-        .iter()
-        .filter(|report| matches!(report.verdict, Verdict::NotApplicable(_)))
-        .map(|report| report.case.as_str())
-        .collect();
-    not_applicable.sort_unstable();
-    let mut cancelling = CANCELLING;
-    cancelling.sort_unstable();
-    assert_eq!(not_applicable, cancelling);
+    assert_reports(&reports, 48, &CANCELLING_CASES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

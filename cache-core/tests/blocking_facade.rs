@@ -5,16 +5,10 @@ use std::sync::Arc;
 
 use cache_core::blocking::Runtime;
 use cache_core::conformance::{
-    CaseReport, FACADE_GROUPS, FacadeBug, RunOptions, Verdict, run_conformance,
+    CANCELLING_CASES, CaseReport, FACADE_GROUPS, FacadeBug, RunOptions, assert_reports,
+    run_conformance,
 };
 use cache_core::testing::ReferenceBackend;
-
-/// The cases that cancel a caller: a blocking call cannot be cancelled.
-const CANCELLING: [&str; 3] = [
-    "loading::cancelled_loader_lets_a_waiter_take_over",
-    "locks::cancelled_lock_holders_and_waiters_lose_nothing",
-    "freshness::cancelled_readers_neither_stop_a_refresh_nor_block_a_load",
-];
 
 async fn run(bug: Option<FacadeBug>) -> Vec<CaseReport> {
     let runtime = Runtime::new().expect("the blocking runtime starts");
@@ -31,25 +25,7 @@ async fn run(bug: Option<FacadeBug>) -> Vec<CaseReport> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blocking_facade_passes_the_facade_cases() {
     let reports = run(None).await;
-    assert!(
-        reports.len() >= 48,
-        "only {} facade cases ran",
-        reports.len()
-    );
-    let failures: Vec<String> = reports
-        .iter()
-        .filter_map(|report| Some(format!("{}: {}", report.case, report.failure()?)))
-        .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let mut not_applicable: Vec<&str> = reports
-        .iter()
-        .filter(|report| matches!(report.verdict, Verdict::NotApplicable(_)))
-        .map(|report| report.case.as_str())
-        .collect();
-    not_applicable.sort_unstable();
-    let mut cancelling = CANCELLING;
-    cancelling.sort_unstable();
-    assert_eq!(not_applicable, cancelling);
+    assert_reports(&reports, 48, &CANCELLING_CASES);
 }
 
 async fn assert_caught(bug: FacadeBug, by: &str) {

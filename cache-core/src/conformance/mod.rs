@@ -492,6 +492,48 @@ pub async fn run_conformance(options: RunOptions) -> Vec<CaseReport> {
     reports
 }
 
+/// The facade cases that cancel a caller: not applicable to a facade whose calls cannot be
+/// cancelled (the blocking one).
+pub const CANCELLING_CASES: [&str; 3] = [
+    "freshness::cancelled_readers_neither_stop_a_refresh_nor_block_a_load",
+    "loading::cancelled_loader_lets_a_waiter_take_over",
+    "locks::cancelled_lock_holders_and_waiters_lose_nothing",
+];
+
+/// Panics unless at least `at_least` cases ran, none failed or was left out, and the cases
+/// reported not applicable are exactly `not_applicable` (in any order): what a test of a
+/// facade, or of a store without some capability, asserts of [`run_conformance`]'s reports.
+pub fn assert_reports(reports: &[CaseReport], at_least: usize, not_applicable: &[&str]) {
+    assert!(
+        reports.len() >= at_least,
+        "only {} cases ran",
+        reports.len()
+    );
+    let failures: Vec<String> = reports
+        .iter()
+        .filter_map(|report| match &report.verdict {
+            Verdict::Failed(why) => Some(format!("{}: {why}", report.case)),
+            Verdict::NotRun(why) => Some(format!("{} was not run: {why}", report.case)),
+            Verdict::Passed | Verdict::NotApplicable(_) => None,
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let mut found: Vec<&str> = reports
+        .iter()
+        .filter(|report| matches!(report.verdict, Verdict::NotApplicable(_)))
+        .map(|report| report.case.as_str())
+        .collect();
+    found.sort_unstable();
+    let mut expected = not_applicable.to_vec();
+    expected.sort_unstable();
+    assert_eq!(found, expected, "the cases not applicable");
+}
+
 /// Whether `case` times the runtime it runs on (a timer beside a big batch), so that it must
 /// not share the runtime with every other case.
 fn times_the_runtime(case: &Case) -> bool {
