@@ -292,6 +292,17 @@ pub trait Backend: Debug + Send + Sync + 'static {
         Err(Error::unsupported(self.name(), "release_lease"))
     }
 
+    /// This handle's invalidation bus: how writes reach the [local tiers](crate::LocalTier) of
+    /// this process at once and, over the store's own channel where it has one, of other
+    /// processes (see [`raw::invalidation`](crate::raw::invalidation)). `None` (the default): a
+    /// cache with a local tier over this store keeps a bus of its own, and copies that another
+    /// handle's writes made stale live until their hold ends. Every store of cachette has one.
+    fn invalidation_bus(
+        &self,
+    ) -> Option<std::sync::Arc<crate::raw::invalidation::InvalidationBus>> {
+        None
+    }
+
     /// Releases connections and background tasks. Calls after `close` may fail.
     async fn close(&self) -> Result<()> {
         Ok(())

@@ -253,6 +253,16 @@ where
         self.call(self.inner.get(key))
     }
 
+    /// The store behind this cache: see [`crate::Cache::backend`].
+    pub fn backend(&self) -> &Arc<dyn crate::Backend> {
+        self.inner.backend()
+    }
+
+    /// See [`crate::Cache::get_arc`].
+    pub fn get_arc(&self, key: &str) -> Result<Option<std::sync::Arc<V>>> {
+        self.call(self.inner.get_arc(key))
+    }
+
     /// See [`crate::Cache::get_many`].
     pub fn get_many<K: AsRef<str> + Send>(
         &self,

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::layers::{CacheEvent, Observe, Observer};
+use crate::local::{Copy, LocalTier, Tier};
 use crate::planted::FacadeBug;
 use crate::raw::header::{self, Header};
+use crate::raw::invalidation::{Announcing, InvalidationBus};
 use crate::raw::ttl_millis;
 use crate::single_flight::Flights;
 use crate::{Backend, Cbor, Condition, Error, Layer, Result, Serializer, SetOptions, Ttl};
@@ -80,6 +82,8 @@ pub(crate) struct Inner<V> {
     pub(crate) tagged: bool,
     /// Fleet-wide single flight: loads take a lease in the store first.
     pub(crate) fleet: Option<crate::locks::Lease>,
+    /// Decoded copies held in process, if the cache has a local tier.
+    pub(crate) local: Option<Arc<Tier<V>>>,
     #[cfg(feature = "conformance")]
     planted: Option<FacadeBug>,
 }
@@ -125,6 +129,7 @@ impl<V> fmt::Debug for Cache<V> {
             .field("observed", &self.inner.observer.is_some())
             .field("fresh_for", &self.inner.freshness.fresh_for)
             .field("tagged", &self.inner.tagged)
+            .field("local", &self.inner.local.is_some())
             .finish()
     }
 }
@@ -147,10 +152,14 @@ pub struct CacheBuilder<V, S = Cbor> {
     max_refreshes: usize,
     tagged: bool,
     fleet: Option<crate::locks::Lease>,
+    local: Option<(LocalTier, CloneFn<V>)>,
     #[cfg(feature = "conformance")]
     planted: Option<FacadeBug>,
     value: PhantomData<fn() -> V>,
 }
+
+/// How a local tier clones a held value for [`Cache::get`].
+type CloneFn<V> = fn(&V) -> V;
 
 /// How long a key whose refresh failed waits before the next one, by default.
 pub const DEFAULT_REFRESH_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -374,6 +383,7 @@ impl<V, S> CacheBuilder<V, S> {
             max_refreshes: self.max_refreshes,
             tagged: self.tagged,
             fleet: self.fleet,
+            local: self.local,
             #[cfg(feature = "conformance")]
             planted: self.planted,
             value: PhantomData,
@@ -384,11 +394,29 @@ impl<V, S> CacheBuilder<V, S> {
     pub fn build(self) -> Cache<V>
     where
         S: Serializer<V>,
-        V: 'static,
+        V: Send + Sync + 'static,
     {
+        #[cfg(feature = "conformance")]
+        let planted = self.planted;
+        #[cfg(not(feature = "conformance"))]
+        let planted: Option<FacadeBug> = None;
+        let mut backend = self.backend;
+        let local = self.local.map(|(settings, clone)| {
+            let bus = match backend.invalidation_bus() {
+                Some(bus) if planted != Some(FacadeBug::LocalBusPerCache) => bus,
+                _ => InvalidationBus::in_process(),
+            };
+            if planted != Some(FacadeBug::LocalTierMissesOwnWrites) {
+                backend = Arc::new(Announcing {
+                    inner: Arc::clone(&backend),
+                    bus: Arc::clone(&bus),
+                });
+            }
+            Tier::new(&settings, clone, bus, self.observer.clone(), planted)
+        });
         Cache {
             inner: Arc::new(Inner {
-                backend: self.backend,
+                backend,
                 prefix: self.prefix,
                 default_ttl: self.default_ttl,
                 serializer: Box::new(self.serializer),
@@ -417,10 +445,58 @@ impl<V, S> CacheBuilder<V, S> {
                 },
                 tagged: self.tagged,
                 fleet: self.fleet,
+                local,
                 #[cfg(feature = "conformance")]
                 planted: self.planted,
             }),
         }
+    }
+}
+
+impl<V: Clone, S> CacheBuilder<V, S> {
+    /// A local tier: decoded values held in this process in front of the store, so that a hit
+    /// costs neither a round trip nor a decode ([`Cache::get_arc`] not even a clone).
+    ///
+    /// - A copy lives at most [`LocalTier::hold`], and never past the entry's TTL in the store:
+    ///   a miss reads the value and its TTL in one round trip ([`Backend::get_with_ttl`]); a
+    ///   store without that capability is read as before and nothing is held.
+    /// - Every write of this cache, of its clones and of every other cache with a local tier
+    ///   (or the [`PublishWrites`](crate::raw::invalidation::PublishWrites) layer) over the same
+    ///   store handle drops the copies it changes before it returns: `set`, `delete`,
+    ///   `expire_in`, `take`, `clear`, tag invalidations, loads and refreshes.
+    /// - Writes of other handles and processes arrive over the store's invalidation channel
+    ///   (Redis pub/sub, PostgreSQL `LISTEN/NOTIFY`, a table of a shared SQLite file), batched,
+    ///   within milliseconds. While the channel is down the tier holds nothing and every read
+    ///   goes to the store; it fills again once the channel is back. A store without a channel
+    ///   (one of your own), and writers that announce nothing (other programs, raw store
+    ///   calls), leave copies stale for at most the hold.
+    /// - Freshness, tags (their versions are held too, under the same invalidation), loads and
+    ///   locks work as without the tier.
+    ///
+    /// The tier is a [quick_cache](https://docs.rs/quick_cache) map (S3-FIFO eviction) bounded
+    /// by entries ([`LocalTier::new`]) or by weight ([`LocalTier::weighed`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use cache_core::{Cache, LocalTier, testing::ReferenceBackend};
+    ///
+    /// let docs: Cache<String> = Cache::builder(Arc::new(ReferenceBackend::default()))
+    ///     .local(LocalTier::new(10_000).hold(Duration::from_secs(30)))
+    ///     .build();
+    /// docs.set("did:plc:1", &"doc".to_string()).await?;
+    /// assert_eq!(docs.get("did:plc:1").await?.as_deref(), Some("doc")); // read, then held
+    /// let held: Arc<String> = docs.get_arc("did:plc:1").await?.expect("held");
+    /// docs.delete("did:plc:1").await?; // drops the copy at once
+    /// assert_eq!(docs.get("did:plc:1").await?, None);
+    /// # let _ = held;
+    /// # Ok(()) }
+    /// ```
+    pub fn local(mut self, tier: LocalTier) -> Self {
+        self.local = Some((tier, V::clone));
+        self
     }
 }
 
@@ -443,6 +519,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             max_refreshes: DEFAULT_MAX_BACKGROUND_REFRESHES,
             tagged: false,
             fleet: None,
+            local: None,
             #[cfg(feature = "conformance")]
             planted: None,
             value: PhantomData,
@@ -479,9 +556,71 @@ impl<V: Send + Sync + 'static> Cache<V> {
         }
     }
 
+    /// The value under `key` as a shared [`Arc`]: from a [local tier](CacheBuilder::local)
+    /// without a clone (what hot paths want), otherwise decoded from the store as
+    /// [`Cache::get`] does. `None` and errors as for [`Cache::get`].
+    pub async fn get_arc(&self, key: &str) -> Result<Option<Arc<V>>> {
+        let read = match &self.inner.local {
+            Some(tier) => match self.full_key(key) {
+                Ok(full_key) => self
+                    .read_through(tier, key, &full_key)
+                    .await
+                    .map(|copy| copy.and_then(|copy| copy.value.clone())),
+                Err(error) => Err(error),
+            },
+            None => self
+                .get_stored(key)
+                .await
+                .map(|stored| stored.and_then(|stored| stored.value).map(Arc::new)),
+        };
+        if let Err(error @ Error::Decode { .. }) = &read {
+            self.report_decode(error, false);
+        }
+        read
+    }
+
+    /// The local tier's copy under `full_key`, or the store's entry (with its TTL, kept in the
+    /// tier unless a write raced the read); `None` if absent or its tags were invalidated.
+    async fn read_through(
+        &self,
+        tier: &Tier<V>,
+        key: &str,
+        full_key: &str,
+    ) -> Result<Option<Arc<Copy<V>>>> {
+        let copy = match tier.lookup(full_key, key) {
+            Some(copy) => copy,
+            None => {
+                let ticket = tier.ticket();
+                let (bytes, ttl) = match self.inner.backend.get_with_ttl(full_key).await {
+                    Ok(Some((bytes, ttl))) => (bytes, Some(ttl)),
+                    Ok(None) => return Ok(None),
+                    // A store without the capability is read as before, and nothing is held.
+                    Err(Error::Unsupported { .. }) => {
+                        match self.inner.backend.get(full_key).await {
+                            Ok(Some(bytes)) => (bytes, None),
+                            Ok(None) => return Ok(None),
+                            Err(error) => return Err(self.callers_key(error)),
+                        }
+                    }
+                    Err(error) => return Err(self.callers_key(error)),
+                };
+                let stored = self.decode_stored(key, bytes.clone())?;
+                let copy = tier.copy(stored, full_key, &bytes, ttl);
+                tier.fill(ticket, full_key, key, &copy);
+                copy
+            }
+        };
+        let current = self.headers_current(&[copy.header.as_ref()]).await?;
+        Ok(current[0].then_some(copy))
+    }
+
     /// What is stored under `key`, decoded, without reporting decode errors: callers do.
     pub(crate) async fn get_stored(&self, key: &str) -> Result<Option<Stored<V>>> {
         let full_key = self.full_key(key)?;
+        if let Some(tier) = &self.inner.local {
+            let copy = self.read_through(tier, key, &full_key).await?;
+            return Ok(copy.map(|copy| copy.stored(tier.clone)));
+        }
         let stored = self.inner.backend.get(&full_key).await;
         let stored = match stored.map_err(|error| self.callers_key(error))? {
             Some(bytes) => self.decode_stored(key, bytes)?,
@@ -511,12 +650,111 @@ impl<V: Send + Sync + 'static> Cache<V> {
     /// do not decode are left out when `as_miss`, else fail the call.
     pub(crate) async fn get_many_stored(
         &self,
-        mut full_keys: Vec<String>,
+        full_keys: Vec<String>,
         as_miss: bool,
     ) -> Result<Vec<(String, Stored<V>)>> {
-        let values = loop {
-            match self.inner.backend.get_many(&full_keys).await {
-                Ok(values) => break values,
+        match &self.inner.local {
+            Some(_) if self.planted(FacadeBug::GetManyBypassesTier) => {
+                self.get_many_from_store(full_keys, as_miss).await
+            }
+            Some(tier) => Ok(self
+                .get_many_through(tier, full_keys, as_miss)
+                .await?
+                .into_iter()
+                .map(|(key, copy)| (key, copy.stored(tier.clone)))
+                .collect()),
+            None => self.get_many_from_store(full_keys, as_miss).await,
+        }
+    }
+
+    /// [`Cache::get_many_stored`] through the local tier: its copies, and the rest from the
+    /// store in one round trip, with their TTLs (kept in the tier).
+    async fn get_many_through(
+        &self,
+        tier: &Tier<V>,
+        full_keys: Vec<String>,
+        as_miss: bool,
+    ) -> Result<Vec<(String, Arc<Copy<V>>)>> {
+        let prefix_len = self.inner.prefix.len();
+        let mut copies = Vec::with_capacity(full_keys.len());
+        let mut rest = Vec::new();
+        for full_key in full_keys {
+            match tier.lookup(&full_key, &full_key[prefix_len..]) {
+                Some(copy) => copies.push((full_key, copy)),
+                None => rest.push(full_key),
+            }
+        }
+        if !rest.is_empty() {
+            let ticket = tier.ticket();
+            let answers = self.fetch_many(&mut rest, as_miss, true).await?;
+            for (full_key, answer) in rest.into_iter().zip(answers) {
+                let Some((bytes, ttl)) = answer else { continue };
+                let key = &full_key[prefix_len..];
+                match self.decode_stored(key, bytes.clone()) {
+                    Ok(stored) => {
+                        let copy = tier.copy(stored, &full_key, &bytes, ttl);
+                        tier.fill(ticket, &full_key, key, &copy);
+                        copies.push((full_key, copy));
+                    }
+                    Err(error) if as_miss => self.report_decode(&error, true),
+                    Err(error) => {
+                        self.report_decode(&error, false);
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        let headers: Vec<Option<&Header>> = copies
+            .iter()
+            .map(|(_, copy)| copy.header.as_ref())
+            .collect();
+        let current = self.headers_current(&headers).await?;
+        Ok(copies
+            .into_iter()
+            .zip(current)
+            .filter_map(|((mut full_key, copy), current)| {
+                current.then(|| {
+                    full_key.replace_range(..prefix_len, "");
+                    (full_key, copy)
+                })
+            })
+            .collect())
+    }
+
+    /// The values under `full_keys`, positionally, with their TTLs when `with_ttl` (and the
+    /// store keeps that capability); keys the store could not read as bytes are removed from
+    /// `full_keys` when `as_miss`, else fail the call.
+    async fn fetch_many(
+        &self,
+        full_keys: &mut Vec<String>,
+        as_miss: bool,
+        with_ttl: bool,
+    ) -> Result<Vec<Option<(Bytes, Option<Ttl>)>>> {
+        let mut with_ttl = with_ttl;
+        loop {
+            let answer = if with_ttl {
+                match self.inner.backend.get_many_with_ttl(full_keys).await {
+                    Err(Error::Unsupported { .. }) => {
+                        with_ttl = false;
+                        continue;
+                    }
+                    answer => answer.map(|values| {
+                        values
+                            .into_iter()
+                            .map(|value| value.map(|(bytes, ttl)| (bytes, Some(ttl))))
+                            .collect()
+                    }),
+                }
+            } else {
+                self.inner.backend.get_many(full_keys).await.map(|values| {
+                    values
+                        .into_iter()
+                        .map(|value| value.map(|bytes| (bytes, None)))
+                        .collect()
+                })
+            };
+            match answer {
+                Ok(values) => return Ok(values),
                 // A store that cannot read one key of the batch as bytes (a Redis key of another
                 // type) fails the batch naming it; as a miss, it is left out and the rest asked
                 // again. Each round removes a key, so this ends.
@@ -536,11 +774,20 @@ impl<V: Send + Sync + 'static> Cache<V> {
                     return Err(error);
                 }
             }
-        };
+        }
+    }
+
+    /// [`Cache::get_many_stored`] from the store alone.
+    async fn get_many_from_store(
+        &self,
+        mut full_keys: Vec<String>,
+        as_miss: bool,
+    ) -> Result<Vec<(String, Stored<V>)>> {
+        let values = self.fetch_many(&mut full_keys, as_miss, false).await?;
         let prefix_len = self.inner.prefix.len();
         let mut found = Vec::with_capacity(values.len());
         for (mut key, value) in full_keys.into_iter().zip(values) {
-            if let Some(bytes) = value {
+            if let Some((bytes, _)) = value {
                 // The caller's key is the full key without the prefix: cut it in place rather
                 // than allocate a copy per key found.
                 key.replace_range(..prefix_len, "");

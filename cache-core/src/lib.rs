@@ -11,6 +11,7 @@ mod error;
 mod freshness;
 pub mod layers;
 mod loading;
+mod local;
 mod locks;
 mod options;
 mod planted;
@@ -32,6 +33,7 @@ pub use cache::{
 };
 pub use error::{BoxError, Error, Result};
 pub use freshness::{Entry, Freshness, Loaded};
+pub use local::{DEFAULT_LOCAL_HOLD, LocalTier};
 pub use locks::{Lease, Lock, LockGuard};
 pub use options::SetOptions;
 pub use raw::Layer;

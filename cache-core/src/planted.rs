@@ -71,4 +71,15 @@ pub enum FacadeBug {
     /// A blocking loader's own calls to the cache do not know the load they are made for, so
     /// a loader asking for its own key waits for itself.
     BlockingLoaderCallsForgetTheLoad,
+    /// The local tier's own cache writes announce nothing: its copies outlive them.
+    LocalTierMissesOwnWrites,
+    /// A local copy is held for the whole hold, past the entry's TTL in the store.
+    LocalTierIgnoresStoreTtl,
+    /// A read that raced a write keeps its (older) answer in the local tier.
+    LocalFillIgnoresRaces,
+    /// Each cache keeps a bus of its own, so caches over one store handle miss each other's
+    /// writes.
+    LocalBusPerCache,
+    /// `get_many` asks the store for every key, held or not.
+    GetManyBypassesTier,
 }

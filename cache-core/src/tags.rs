@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::cache::Stored;
 use crate::planted::FacadeBug;
+use crate::raw::header::Header;
 use crate::{Cache, Condition, Error, Result};
 
 /// The first character of the store keys that hold a tagged cache's tag versions, after its
@@ -81,7 +82,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         names.sort_unstable();
         names.dedup();
         let keys: Vec<String> = names.iter().map(|tag| self.tag_key(tag)).collect();
-        let found = self.inner.backend.get_many(&keys).await?;
+        let found = self.read_versions(&keys).await?;
         let mut stamped = Vec::with_capacity(names.len());
         for ((tag, key), found) in names.into_iter().zip(&keys).zip(found) {
             let version = match found.as_deref().and_then(version_of) {
@@ -126,13 +127,50 @@ impl<V: Send + Sync + 'static> Cache<V> {
         ))
     }
 
+    /// The stored versions under the tag version keys `keys`, positionally: from the local
+    /// tier where it holds them, the rest in one store read (kept there for the next reads).
+    async fn read_versions(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let Some(tier) = &self.inner.local else {
+            return self.inner.backend.get_many(keys).await;
+        };
+        let ticket = tier.ticket();
+        let mut found = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (at, key) in keys.iter().enumerate() {
+            match tier.version(key) {
+                Some(held) => found.push(held),
+                None => {
+                    found.push(None);
+                    missing.push(at);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let asked: Vec<String> = missing.iter().map(|at| keys[*at].clone()).collect();
+        let answers = self.inner.backend.get_many(&asked).await?;
+        for (at, answer) in missing.into_iter().zip(answers) {
+            tier.fill_version(ticket, &keys[at], answer.clone());
+            found[at] = answer;
+        }
+        Ok(found)
+    }
+
     /// Whether each entry's tag versions are still current, with one batched read of the
     /// versions of every tag they carry (none when no entry has tags).
     pub(crate) async fn tags_current(&self, entries: &[&Stored<V>]) -> Result<Vec<bool>> {
-        fn tags_of<V>(stored: &Stored<V>) -> &[(String, u64)] {
-            stored
-                .header
-                .as_ref()
+        let headers: Vec<Option<&Header>> = entries
+            .iter()
+            .map(|stored| stored.header.as_ref())
+            .collect();
+        self.headers_current(&headers).await
+    }
+
+    /// [`Cache::tags_current`] of entries given by their headers.
+    pub(crate) async fn headers_current(&self, entries: &[Option<&Header>]) -> Result<Vec<bool>> {
+        fn tags_of<'h>(header: &Option<&'h Header>) -> &'h [(String, u64)] {
+            header
                 .map(|header| header.tags.as_slice())
                 .unwrap_or_default()
         }
@@ -146,7 +184,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         names.sort_unstable();
         names.dedup();
         let keys: Vec<String> = names.iter().map(|tag| self.tag_key(tag)).collect();
-        let found = self.inner.backend.get_many(&keys).await?;
+        let found = self.read_versions(&keys).await?;
         let zero_if_missing = self.planted(FacadeBug::MissingTagIsVersionZero);
         let current: HashMap<&str, Option<u64>> = names
             .into_iter()

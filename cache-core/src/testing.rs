@@ -29,6 +29,8 @@ use crate::{Backend, Condition, Result, ScanCursor, ScanOptions, ScanPage, Ttl};
 #[derive(Debug, Default)]
 pub struct ReferenceBackend {
     entries: Mutex<BTreeMap<String, Entry>>,
+    /// Every writer of the store is in this process: its bus needs no transport.
+    bus: std::sync::OnceLock<std::sync::Arc<crate::raw::invalidation::InvalidationBus>>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +110,14 @@ impl ReferenceBackend {
 impl Backend for ReferenceBackend {
     fn name(&self) -> &'static str {
         "reference"
+    }
+
+    fn invalidation_bus(
+        &self,
+    ) -> Option<std::sync::Arc<crate::raw::invalidation::InvalidationBus>> {
+        Some(std::sync::Arc::clone(self.bus.get_or_init(
+            crate::raw::invalidation::InvalidationBus::in_process,
+        )))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

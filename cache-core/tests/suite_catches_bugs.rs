@@ -327,6 +327,8 @@ struct Planted {
     epoch: Instant,
     entries: tokio::sync::Mutex<BTreeMap<String, Entry>>,
     batch_lock: Mutex<()>,
+    /// An in-process store: its bus needs no transport.
+    bus: Arc<cache_core::raw::invalidation::InvalidationBus>,
 }
 
 impl Planted {
@@ -338,6 +340,7 @@ impl Planted {
             epoch: Instant::now(),
             entries: tokio::sync::Mutex::new(BTreeMap::new()),
             batch_lock: Mutex::new(()),
+            bus: cache_core::raw::invalidation::InvalidationBus::in_process(),
         }
     }
 
@@ -574,6 +577,10 @@ impl Planted {
 impl Backend for Planted {
     fn name(&self) -> &'static str {
         "planted"
+    }
+
+    fn invalidation_bus(&self) -> Option<Arc<cache_core::raw::invalidation::InvalidationBus>> {
+        Some(Arc::clone(&self.bus))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

@@ -70,4 +70,9 @@ bug_tests! {
     fleet_batch_without_leases: FleetBatchWithoutLeases => fleet_batch_loads_each_key_once_across_caches;
     lock_skips_the_store: LockSkipsTheStore => lock_returns_a_present_value_without_locking;
     lock_waiter_gives_up: LockWaiterGivesUp => dropped_lock_lets_one_waiter_take_over;
+    local_misses_own_writes: LocalTierMissesOwnWrites => own_writes_drop_held_copies_at_once;
+    local_ignores_store_ttl: LocalTierIgnoresStoreTtl => copies_never_outlive_the_stores_ttl;
+    local_fill_ignores_races: LocalFillIgnoresRaces => a_read_racing_a_write_keeps_no_stale_copy;
+    local_bus_per_cache: LocalBusPerCache => caches_over_one_handle_see_each_others_writes;
+    get_many_bypasses_tier: GetManyBypassesTier => get_many_asks_the_store_only_for_keys_not_held;
 }

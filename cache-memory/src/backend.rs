@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use cache_core::raw::invalidation::InvalidationBus;
 use cache_core::raw::{add_to_counter, counter_bytes, parse_counter, ttl_millis};
 use cache_core::{
     Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
@@ -128,6 +129,8 @@ pub struct MemoryBackend {
     unsettled: AtomicU64,
     bound: Bound,
     max_key_bytes: usize,
+    /// Every writer of the store is in this process: its bus needs no transport.
+    bus: Arc<InvalidationBus>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +204,7 @@ impl MemoryBackendBuilder {
             unsettled: AtomicU64::new(0),
             bound: self.bound,
             max_key_bytes: self.max_key_bytes,
+            bus: InvalidationBus::in_process(),
         }
     }
 }
@@ -355,6 +359,10 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn invalidation_bus(&self) -> Option<Arc<InvalidationBus>> {
+        Some(Arc::clone(&self.bus))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use cache_core::raw::invalidation::InvalidationBus;
 use cache_core::raw::{prefix_upper_bound_bytes, ttl_millis};
 use cache_core::{
     Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
@@ -13,6 +14,7 @@ use sqlx::postgres::types::PgInterval;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use crate::channel::PostgresChannel;
 use crate::config::PostgresConfig;
 use crate::core::{Core, Outcome};
 
@@ -28,6 +30,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(10_000 * 365 * 24 * 3600);
 pub struct PostgresBackend {
     core: Arc<Core>,
     purger: Mutex<Option<JoinHandle<()>>>,
+    /// Invalidations for local tiers, over `LISTEN/NOTIFY`.
+    bus: Arc<InvalidationBus>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -62,9 +66,12 @@ impl PostgresBackend {
         let purge_interval = config.get_purge_interval();
         let core = Arc::new(Core::connect(config).await?);
         let purger = purge_interval.map(|every| spawn_purger(&core, every));
+        let bus =
+            InvalidationBus::with_transport(Arc::new(PostgresChannel::new(Arc::clone(&core))));
         Ok(Self {
             core,
             purger: Mutex::new(purger),
+            bus,
         })
     }
 
@@ -239,6 +246,10 @@ fn last_value_per_key(mut entries: Vec<(String, Bytes)>) -> Vec<(String, Bytes)>
 impl Backend for PostgresBackend {
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn invalidation_bus(&self) -> Option<Arc<InvalidationBus>> {
+        Some(Arc::clone(&self.bus))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+mod channel;
 mod config;
 mod core;
 mod error;

@@ -6,6 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cache_core::raw::invalidation::InvalidationBus;
 use cache_core::raw::ttl_millis;
 use cache_core::{
     Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
@@ -13,6 +14,7 @@ use cache_core::{
 use futures_util::future::try_join_all;
 use redis::{Cmd, Pipeline, RedisError, Value};
 
+use crate::channel::RedisChannel;
 use crate::cluster::{Node, NodeBatch, Topology};
 use crate::config::RedisConfig;
 use crate::core::{Core, STORE, foreign_type};
@@ -89,7 +91,9 @@ const MAX_KEYS_PER_UNLINK: usize = 10_000;
 /// # Ok(()) }
 /// ```
 pub struct RedisBackend {
-    core: Core,
+    core: Arc<Core>,
+    /// Invalidations for local tiers, over Redis pub/sub.
+    bus: Arc<InvalidationBus>,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -112,9 +116,9 @@ impl RedisBackend {
     }
 
     pub(crate) async fn with_config(config: RedisConfig) -> Result<Self> {
-        Ok(Self {
-            core: Core::connect(config).await?,
-        })
+        let core = Arc::new(Core::connect(config).await?);
+        let bus = InvalidationBus::with_transport(Arc::new(RedisChannel::new(Arc::clone(&core))));
+        Ok(Self { core, bus })
     }
 
     /// The configuration the store was opened with.
@@ -383,6 +387,10 @@ fn set_command(key: &[u8], value: &[u8], ttl: Option<Duration>) -> Cmd {
 impl Backend for RedisBackend {
     fn name(&self) -> &'static str {
         STORE
+    }
+
+    fn invalidation_bus(&self) -> Option<Arc<InvalidationBus>> {
+        Some(Arc::clone(&self.bus))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

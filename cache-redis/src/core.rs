@@ -291,24 +291,7 @@ impl Core {
         address: ConnectionAddr,
         trusted: Option<Vec<u8>>,
     ) -> RedisResult<Connection> {
-        let info = self.connection_info(address)?;
-        #[cfg(feature = "tls")]
-        let client = match trusted {
-            Some(root_cert) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                },
-            )?,
-            None => redis::Client::open(info)?,
-        };
-        #[cfg(not(feature = "tls"))]
-        let client = {
-            // Without TLS there is no CA file: `connect` refused `rediss://` already.
-            drop(trusted);
-            redis::Client::open(info)?
-        };
+        let client = self.client(address, trusted)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.config.connect_timeout))
             .set_response_timeout(Some(self.config.response_timeout))
@@ -348,6 +331,62 @@ impl Core {
             .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
             .build()?;
         Ok(Connection::Cluster(client.get_async_connection().await?))
+    }
+
+    /// A pub/sub connection of its own: to the server, or to the first node of a cluster that
+    /// answers.
+    pub(crate) async fn pubsub(&self, operation: &'static str) -> Result<redis::aio::PubSub> {
+        self.connection(operation, None)?;
+        let addresses: Vec<ConnectionAddr> = match &self.config.target {
+            Target::Cluster(nodes) => nodes.iter().map(|node| self.tcp(node)).collect(),
+            Target::Standalone(address) => vec![self.tcp(address)],
+            Target::Unix(path) => vec![ConnectionAddr::Unix(path.clone())],
+        };
+        let trusted = self.trusted_authorities().await?;
+        let mut last = None;
+        for address in addresses {
+            let client = self.client(address, trusted.clone());
+            let connecting = async { client?.get_async_pubsub().await };
+            match self.within(operation, None, connecting).await {
+                Ok(pubsub) => return Ok(pubsub),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::backend(
+                STORE,
+                operation,
+                None,
+                io::Error::new(io::ErrorKind::NotConnected, "no node to subscribe on"),
+            )
+        }))
+    }
+
+    /// A client for `address`, trusting `trusted` for TLS.
+    fn client(
+        &self,
+        address: ConnectionAddr,
+        trusted: Option<Vec<u8>>,
+    ) -> RedisResult<redis::Client> {
+        let info = self.connection_info(address)?;
+        #[cfg(feature = "tls")]
+        let client = match trusted {
+            Some(root_cert) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )?,
+            None => redis::Client::open(info)?,
+        };
+        #[cfg(not(feature = "tls"))]
+        let client = {
+            // Without TLS there is no CA file: `connect` refused `rediss://` already.
+            drop(trusted);
+            redis::Client::open(info)?
+        };
+        Ok(client)
     }
 
     /// A handle on the connection for one call (a cheap clone), or an error after `close`.

@@ -2,8 +2,10 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use cache_core::raw::invalidation::InvalidationBus;
 use cache_core::raw::{
     add_to_counter, counter_bytes, parse_counter, prefix_upper_bound, ttl_millis,
 };
@@ -14,6 +16,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteBackendBuilder;
+use crate::channel::SqliteChannel;
 use crate::config::Location;
 use crate::connection::{Conn, Settings, Target};
 use crate::error::map_sqlite_error;
@@ -34,7 +37,10 @@ const MAX_DEFAULT_READERS: usize = 4;
 /// the connections, and calls reach them through job queues. See the [crate docs](crate) for the
 /// schema, the settings and the guarantees.
 pub struct SqliteBackend {
-    workers: Workers,
+    workers: Arc<Workers>,
+    /// Invalidations for local tiers: in process for a memory database, through a log table
+    /// for a file other processes may share.
+    bus: Arc<InvalidationBus>,
     location: Location,
     table: String,
     readers: usize,
@@ -79,8 +85,19 @@ impl SqliteBackendBuilder {
             mode: self.mode,
         })
         .await?;
+        let workers = Arc::new(workers);
+        let bus = match &self.location {
+            Location::File(path) => InvalidationBus::with_transport(Arc::new(SqliteChannel::new(
+                Arc::clone(&workers),
+                path.clone(),
+                &self.table,
+                self.busy_timeout,
+            ))),
+            Location::Memory => InvalidationBus::in_process(),
+        };
         Ok(SqliteBackend {
             workers,
+            bus,
             location: self.location,
             table: self.table,
             readers,
@@ -158,6 +175,10 @@ fn blob(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Bytes> {
 impl Backend for SqliteBackend {
     fn name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn invalidation_bus(&self) -> Option<Arc<InvalidationBus>> {
+        Some(Arc::clone(&self.bus))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

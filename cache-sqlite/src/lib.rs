@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+mod channel;
 mod config;
 mod connection;
 mod error;
@@ -9,6 +10,7 @@ mod sql;
 mod worker;
 
 pub use backend::SqliteBackend;
+pub use channel::POLL_INTERVAL;
 pub use config::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MODE, DEFAULT_PURGE_INTERVAL, DEFAULT_TABLE, MAX_BUSY_TIMEOUT,
     MAX_PURGE_INTERVAL, SqliteBackendBuilder,

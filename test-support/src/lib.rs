@@ -3,6 +3,7 @@
 //! the conformance suite runs through. A private crate (sqlx's `sqlx-test` is the model): tests only, never published.
 
 pub mod layers;
+pub mod local;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;

@@ -86,7 +86,7 @@ pub const WORKING_SET_BYTES: usize = 65 * 1024 * 1024;
 
 /// The groups whose cases drive the typed cache rather than the store: what a facade of its
 /// own (the blocking one) runs.
-pub const FACADE_GROUPS: [&str; 7] = [
+pub const FACADE_GROUPS: [&str; 8] = [
     "facade",
     "faults",
     "loading",
@@ -94,6 +94,7 @@ pub const FACADE_GROUPS: [&str; 7] = [
     "freshness",
     "tags",
     "typed_capabilities",
+    "local",
 ];
 
 /// What a case returns: `Ok` when it passed. Assertion failures panic with a message.
@@ -141,6 +142,8 @@ pub struct Ctx {
     peer: Arc<dyn Backend>,
     prefix: String,
     facade_bug: Option<FacadeBug>,
+    /// The local tier every typed cache of the case gets, if the run gives one.
+    local: Option<crate::LocalTier>,
     /// The runtime of the blocking facade the cases drive, if they drive that one.
     #[cfg(feature = "blocking")]
     blocking: Option<crate::blocking::Runtime>,
@@ -164,6 +167,7 @@ impl Ctx {
             peer,
             prefix: format!("cachette-conformance:{tag}:"),
             facade_bug: None,
+            local: None,
             #[cfg(feature = "blocking")]
             blocking: None,
         }
@@ -205,6 +209,10 @@ impl Ctx {
         V: Clone + Send + Sync + 'static,
         S: crate::Serializer<V>,
     {
+        let builder = match &self.local {
+            Some(tier) => builder.local(tier.clone()),
+            None => builder,
+        };
         let cache = builder.build();
         #[cfg(feature = "blocking")]
         if let Some(runtime) = &self.blocking {
@@ -219,6 +227,24 @@ impl Ctx {
     pub fn through_blocking(mut self, runtime: crate::blocking::Runtime) -> Self {
         self.blocking = Some(runtime);
         self
+    }
+
+    /// This context, whose typed caches all have the local tier `tier` in front of the store.
+    /// Its store handles (and every cache built over them) announce their writes, so that raw
+    /// writes of a case reach the tiers at once, as a cache's own do; the second handle is the
+    /// first one, since another handle's writes arrive over the store's channel, a few
+    /// milliseconds later (the coherence tests of each store measure that).
+    pub fn with_local_tier(mut self, tier: crate::LocalTier) -> Self {
+        use crate::Layer as _;
+        self.backend = crate::raw::invalidation::PublishWrites.layer(Arc::clone(&self.backend));
+        self.peer = Arc::clone(&self.backend);
+        self.local = Some(tier);
+        self
+    }
+
+    /// Whether the typed caches of this context have a local tier.
+    pub fn has_local_tier(&self) -> bool {
+        self.local.is_some()
     }
 
     /// Goes on when the facade under test lets a caller be cancelled; a blocking call cannot
@@ -329,6 +355,7 @@ pub struct RunOptions {
     exclusive: bool,
     groups: Option<Vec<&'static str>>,
     facade_bug: Option<FacadeBug>,
+    local: Option<crate::LocalTier>,
     #[cfg(feature = "blocking")]
     blocking: Option<crate::blocking::Runtime>,
 }
@@ -343,9 +370,17 @@ impl RunOptions {
             exclusive: false,
             groups: None,
             facade_bug: None,
+            local: None,
             #[cfg(feature = "blocking")]
             blocking: None,
         }
+    }
+
+    /// Every typed cache of the cases gets the local tier `tier` (see
+    /// [`Ctx::with_local_tier`]); run it with [`FACADE_GROUPS`].
+    pub fn local_tier(mut self, tier: crate::LocalTier) -> Self {
+        self.local = Some(tier);
+        self
     }
 
     /// Only the cases of `groups` (e.g. [`FACADE_GROUPS`]); the others are left out of the report.
@@ -376,6 +411,9 @@ impl RunOptions {
             None => Ctx::new(Arc::clone(&self.backend)),
         };
         ctx.facade_bug = self.facade_bug;
+        if let Some(tier) = &self.local {
+            ctx = ctx.with_local_tier(tier.clone());
+        }
         #[cfg(feature = "blocking")]
         if let Some(runtime) = &self.blocking {
             ctx = ctx.through_blocking(runtime.clone());

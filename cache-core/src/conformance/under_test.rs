@@ -154,6 +154,21 @@ where
         verb!(self, |cache| cache.get(&key), move (key) cache.get(&key))
     }
 
+    /// See [`Cache::backend`].
+    pub fn backend(&self) -> std::sync::Arc<dyn crate::Backend> {
+        match &self.inner {
+            Facade::Async(cache) => std::sync::Arc::clone(cache.backend()),
+            #[cfg(feature = "blocking")]
+            Facade::Blocking(cache) => std::sync::Arc::clone(cache.backend()),
+        }
+    }
+
+    /// See [`Cache::get_arc`].
+    pub async fn get_arc(&self, key: &str) -> Result<Option<std::sync::Arc<V>>> {
+        let key = key.to_owned();
+        verb!(self, |cache| cache.get_arc(&key), move (key) cache.get_arc(&key))
+    }
+
     /// See [`Cache::get_many`].
     pub async fn get_many<K: AsRef<str>>(
         &self,

@@ -177,6 +177,25 @@ impl Observer for MetricsObserver {
                 counter!("cachette_refreshes_total", "outcome" => outcome).increment(1);
                 histogram!("cachette_refresh_duration_seconds").record(elapsed.as_secs_f64());
             }
+            CacheEvent::LocalHit { .. } => {
+                counter!("cachette_local_total", "outcome" => "hit").increment(1);
+            }
+            CacheEvent::LocalMiss { .. } => {
+                counter!("cachette_local_total", "outcome" => "miss").increment(1);
+            }
+            CacheEvent::LocalFilled { .. } => {
+                counter!("cachette_local_fills_total").increment(1);
+            }
+            CacheEvent::LocalInvalidated { remote, .. } => {
+                let from = if *remote { "remote" } else { "local" };
+                counter!("cachette_local_invalidations_total", "from" => from).increment(1);
+            }
+            CacheEvent::ChannelLost { .. } => {
+                counter!("cachette_channel_losses_total").increment(1);
+            }
+            CacheEvent::ChannelRestored => {
+                counter!("cachette_channel_subscriptions_total").increment(1);
+            }
         }
     }
 }

@@ -77,6 +77,40 @@ pub enum CacheEvent<'a> {
         /// old value stays served.
         found: bool,
     },
+    /// A read was served from the [local tier](crate::CacheBuilder::local).
+    LocalHit {
+        /// The caller's key.
+        key: &'a str,
+    },
+    /// A read found no copy in the local tier and asked the store.
+    LocalMiss {
+        /// The caller's key.
+        key: &'a str,
+    },
+    /// A value read from the store was kept in the local tier.
+    LocalFilled {
+        /// The caller's key.
+        key: &'a str,
+    },
+    /// The local tier dropped the copies of keys and prefixes that changed.
+    LocalInvalidated {
+        /// How many keys the announcement named.
+        keys: usize,
+        /// How many prefixes it named (a `clear`).
+        prefixes: usize,
+        /// Whether it came from another handle or process over the store's channel, rather
+        /// than from a write of this process.
+        remote: bool,
+    },
+    /// The store's invalidation channel dropped: the local tier emptied itself and serves
+    /// nothing until the channel is back.
+    ChannelLost {
+        /// Why, as the store said it.
+        reason: &'a str,
+    },
+    /// The store's invalidation channel is subscribed (at first, or again after a loss): the
+    /// local tier serves copies.
+    ChannelRestored,
 }
 
 /// Receives one [`CallEvent`] per store call from an [`Observe`] layer, and the typed cache's

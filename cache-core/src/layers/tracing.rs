@@ -174,6 +174,30 @@ impl Observer for TracingObserver {
             CacheEvent::Refreshed { elapsed, found, .. } => {
                 tracing::debug!(target: "cachette", ?elapsed, found, "refreshed");
             }
+            CacheEvent::LocalHit { .. }
+            | CacheEvent::LocalMiss { .. }
+            | CacheEvent::LocalFilled { .. } => {
+                tracing::trace!(target: "cachette", ?event, "local tier");
+            }
+            CacheEvent::LocalInvalidated {
+                keys,
+                prefixes,
+                remote,
+            } => tracing::debug!(
+                target: "cachette",
+                keys,
+                prefixes,
+                remote,
+                "local copies invalidated"
+            ),
+            CacheEvent::ChannelLost { reason } => tracing::warn!(
+                target: "cachette",
+                reason,
+                "invalidation channel lost; the local tier is empty until it is back"
+            ),
+            CacheEvent::ChannelRestored => {
+                tracing::info!(target: "cachette", "invalidation channel subscribed");
+            }
         }
     }
 }

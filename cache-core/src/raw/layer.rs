@@ -211,6 +211,11 @@ pub trait Forward: Debug + Send + Sync + 'static {
         self.inner().incr(key, delta, ttl).await
     }
 
+    /// See [`Backend::invalidation_bus`].
+    fn invalidation_bus(&self) -> Option<Arc<crate::raw::invalidation::InvalidationBus>> {
+        self.inner().invalidation_bus()
+    }
+
     /// See [`Backend::acquire_lease`].
     async fn acquire_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
         self.inner().acquire_lease(key, token, ttl).await
@@ -467,5 +472,9 @@ impl<T: Forward> Backend for T {
         Self: 'a,
     {
         Forward::close(self)
+    }
+
+    fn invalidation_bus(&self) -> Option<Arc<crate::raw::invalidation::InvalidationBus>> {
+        Forward::invalidation_bus(self)
     }
 }

@@ -13,6 +13,7 @@ mod counter;
 mod fallback_impl;
 pub mod header;
 mod intercept;
+pub mod invalidation;
 mod layer;
 mod options;
 mod prefix;

@@ -18,6 +18,7 @@ pub mod freshness;
 pub mod keys;
 pub mod leases;
 pub mod loading;
+pub mod local;
 pub mod locks;
 pub mod neighbours;
 pub mod paths;
@@ -217,6 +218,12 @@ macro_rules! __conformance_case_list {
             (typed_capabilities::tagged_cache_walks_and_counts_entries_only)
             (typed_capabilities::freshness_cache_walks_values_not_headers)
             (typed_capabilities::typed_walks_cross_pages)
+            (local::held_copies_are_served_without_the_store)
+            (local::get_many_asks_the_store_only_for_keys_not_held)
+            (local::own_writes_drop_held_copies_at_once)
+            (local::caches_over_one_handle_see_each_others_writes)
+            (local::copies_never_outlive_the_stores_ttl)
+            (local::a_read_racing_a_write_keeps_no_stale_copy)
         }
     };
 }

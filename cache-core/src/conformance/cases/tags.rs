@@ -144,9 +144,15 @@ pub async fn invalidation_costs_calls_independent_of_the_entries(ctx: Ctx) -> Re
         cache.get_many(&keys).await?.is_empty(),
         "every entry of the tag is gone"
     );
+    let expected = if ctx.has_local_tier() {
+        // The tier holds the entries; only the invalidated version is read again.
+        1
+    } else {
+        2
+    };
     assert_eq!(
         calls.load(Ordering::SeqCst),
-        2,
+        expected,
         "a batch read is the entries, then the versions"
     );
     assert_eq!(cache.get("other").await?, Some(doc(2)));
