@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use cachette::{Backend, Cache, Loaded};
+use cachette::{Backend, Cache, Loaded, LocalTier};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -90,6 +90,9 @@ impl DidCache {
             // A DID the directory does not know is asked again after a minute at most.
             .negative_ttl(max_ttl.min(Duration::from_secs(60)))
             .refresh_retry_after(stale_ttl)
+            // Hot DIDs answer from process memory, decoded, as atproto's in-memory cache does,
+            // and stay right when another process writes the same file.
+            .local(LocalTier::new(10_000))
             .build();
         Self { cache }
     }

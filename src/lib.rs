@@ -54,10 +54,10 @@ pub mod blocking;
 mod open;
 
 pub use cache_core::{
-    Backend, BoxError, Bytes, Cache, CacheBuilder, Cbor, Condition,
+    Backend, BoxError, Bytes, Cache, CacheBuilder, Cbor, Condition, DEFAULT_LOCAL_HOLD,
     DEFAULT_MAX_BACKGROUND_REFRESHES, DEFAULT_REFRESH_RETRY_AFTER, DecodePolicy, Entry, Error,
-    Freshness, Json, Layer, Lease, Loaded, Lock, LockGuard, Raw, Result, ScanCursor, ScanOptions,
-    ScanPage, Serializer, SetOptions, Ttl, layers, raw, testing,
+    Freshness, Json, Layer, Lease, Loaded, LocalTier, Lock, LockGuard, Raw, Result, ScanCursor,
+    ScanOptions, ScanPage, Serializer, SetOptions, Ttl, layers, raw, testing,
 };
 pub use open::open;
 

@@ -47,6 +47,10 @@ pub async fn measure(
     let mut rows = rows(&backend, name, workload, repeats).await;
     if let Ok(found) = &mut rows {
         found.extend(lock_rows(&backend, name, workload, repeats).await?);
+        found.push(hot_key_row(&backend, name, workload, repeats).await?);
+        if store == "memory" {
+            found.extend(local_hit_rows(&backend, name, workload, repeats).await?);
+        }
     }
     cleanup.await?;
     if let (Ok(found), "memory" | "sqlite") = (&mut rows, store) {
@@ -253,6 +257,273 @@ async fn rows(
     ));
     cache.clear().await?;
     Ok(rows)
+}
+
+/// Keys of the hot-key workload, the share of them that is hot, and how often reads go there.
+const HOT_KEYS_TOTAL: usize = 100_000;
+const HOT_KEYS: usize = HOT_KEYS_TOTAL / 100;
+const HOT_READS_PERCENT: u32 = 90;
+/// Tasks of the hot-key workload, and reads per task per sample.
+const HOT_TASKS: usize = 16;
+const HOT_READS: usize = 1_000;
+/// The tier of the hot-key row: a tenth of the keys.
+const HOT_TIER: u64 = (HOT_KEYS_TOTAL / 10) as u64;
+
+/// The keys one task of the hot-key workload reads: 90% of them among the first 1% of the
+/// keys, the rest among all, from a seeded generator.
+fn hot_key_reads(seed: u64) -> Vec<usize> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..HOT_READS)
+        .map(|_| {
+            if rng.u32(..100) < HOT_READS_PERCENT {
+                rng.usize(..HOT_KEYS)
+            } else {
+                rng.usize(..HOT_KEYS_TOTAL)
+            }
+        })
+        .collect()
+}
+
+/// Reads every task's keys through `cache`, tasks at once; reads per second.
+async fn hot_key_sample(
+    cache: &Cache<DidDoc>,
+    keys: &Arc<Vec<String>>,
+    reads: &Arc<Vec<Vec<usize>>>,
+) -> BenchResult<f64> {
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..HOT_TASKS)
+        .map(|task| {
+            let (cache, keys, reads) = (cache.clone(), Arc::clone(keys), Arc::clone(reads));
+            tokio::spawn(async move {
+                for &key in &reads[task] {
+                    found(cache.get(&keys[key]).await?.is_some())?;
+                }
+                BenchResult::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(rate(HOT_TASKS * HOT_READS, began.elapsed()))
+}
+
+/// Counts the local tier's hits and misses.
+#[derive(Default)]
+struct TierCounts {
+    hits: AtomicUsize,
+    misses: AtomicUsize,
+}
+
+impl cache_core::layers::Observer for TierCounts {
+    fn on_call(&self, _event: &cache_core::layers::CallEvent<'_>) {}
+
+    fn on_cache_event(&self, event: &cache_core::layers::CacheEvent<'_>) {
+        match event {
+            cache_core::layers::CacheEvent::LocalHit { .. } => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+            }
+            cache_core::layers::CacheEvent::LocalMiss { .. } => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The resident set of this process, in bytes (Linux; 0 elsewhere).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// A hot-key workload (90% of reads on 1% of 100,000 keys, 16 tasks) through a local tier of
+/// 10,000 entries against the same reads without a tier; the tier's hit ratio, and what a held
+/// copy costs in memory (the growth of the process while a fresh tier fills), in the row's name.
+async fn hot_key_row(
+    backend: &Arc<dyn Backend>,
+    name: &'static str,
+    workload: &SharedWorkload,
+    repeats: usize,
+) -> BenchResult<CapabilityRow> {
+    if let Some(bus) = backend.invalidation_bus() {
+        bus.start();
+    }
+    let prefix = format!("{}hot:", run_prefix());
+    let builder = || {
+        Cache::<DidDoc>::builder(Arc::clone(backend))
+            .prefix(prefix.clone())
+            .default_ttl(TTL)
+    };
+    let plain = builder().build();
+    let keys: Arc<Vec<String>> = Arc::new(
+        (0..HOT_KEYS_TOTAL)
+            .map(|n| format!("{}:{n}", workload.keys[n % KEYS]))
+            .collect(),
+    );
+    for chunk in keys.chunks(10_000) {
+        plain
+            .set_many(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(n, key)| (key.as_str(), &workload.docs[n % KEYS])),
+            )
+            .await?;
+    }
+    let reads: Arc<Vec<Vec<usize>>> = Arc::new((0..HOT_TASKS as u64).map(hot_key_reads).collect());
+
+    // The hit ratio and the memory of a held copy, untimed, on a tier of their own.
+    let counts = Arc::new(TierCounts::default());
+    let counted = builder()
+        .local(cache_core::LocalTier::new(HOT_TIER))
+        .observe(Arc::clone(&counts))
+        .build();
+    let before = resident_bytes();
+    for key in keys.iter().take(HOT_TIER as usize) {
+        found(counted.get(key).await?.is_some())?;
+    }
+    let per_copy = resident_bytes().saturating_sub(before) / HOT_TIER;
+    counts.hits.store(0, Ordering::Relaxed);
+    counts.misses.store(0, Ordering::Relaxed);
+    hot_key_sample(&counted, &keys, &reads).await?;
+    hot_key_sample(&counted, &keys, &reads).await?;
+    let (hits, misses) = (
+        counts.hits.load(Ordering::Relaxed),
+        counts.misses.load(Ordering::Relaxed),
+    );
+    let hit_ratio = hits as f64 / (hits + misses).max(1) as f64;
+    drop(counted);
+
+    let tiered = builder()
+        .local(cache_core::LocalTier::new(HOT_TIER))
+        .build();
+    hot_key_sample(&tiered, &keys, &reads).await?;
+    let (mut with_tier, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        with_tier.push(hot_key_sample(&tiered, &keys, &reads).await?);
+        without.push(hot_key_sample(&plain, &keys, &reads).await?);
+    }
+    plain.clear().await?;
+    let op: &'static str = Box::leak(
+        format!(
+            "hot keys (90% on 1% of 100,000), 16 tasks, local tier of 10,000: \
+             hit ratio {hit_ratio:.2}, ~{per_copy} B per held copy"
+        )
+        .into_boxed_str(),
+    );
+    Ok(row(
+        name,
+        op,
+        with_tier,
+        "same reads, no tier",
+        without,
+        "reads/s",
+    ))
+}
+
+/// Reads per sample of the local-tier hit rows, and the keys they cycle over.
+const HITS: usize = 20_000;
+const HIT_KEYS: usize = 1_000;
+
+/// A held key read through a local tier (`get`, which clones the value, and `get_arc`), one
+/// task, against the memory store's typed `get` (a decode per read) and against moka holding
+/// the struct (a clone per read) or an `Arc` of it: what a hit costs next to its floor.
+async fn local_hit_rows(
+    backend: &Arc<dyn Backend>,
+    name: &'static str,
+    workload: &SharedWorkload,
+    repeats: usize,
+) -> BenchResult<Vec<CapabilityRow>> {
+    let prefix = format!("{}hits:", run_prefix());
+    let plain: Cache<DidDoc> = Cache::builder(Arc::clone(backend))
+        .prefix(prefix.clone())
+        .default_ttl(TTL)
+        .build();
+    let tiered: Cache<DidDoc> = Cache::builder(Arc::clone(backend))
+        .prefix(prefix)
+        .default_ttl(TTL)
+        .local(cache_core::LocalTier::new(HIT_KEYS as u64 * 4))
+        .build();
+    let keys = &workload.keys[..HIT_KEYS];
+    let docs = &workload.docs[..HIT_KEYS];
+    plain
+        .set_many(keys.iter().zip(docs).map(|(key, doc)| (key.as_str(), doc)))
+        .await?;
+    let structs: moka::sync::Cache<String, DidDoc> = moka::sync::Cache::new(HIT_KEYS as u64 * 4);
+    let shared: moka::sync::Cache<String, Arc<DidDoc>> =
+        moka::sync::Cache::new(HIT_KEYS as u64 * 4);
+    for (key, doc) in keys.iter().zip(docs) {
+        structs.insert(key.clone(), doc.clone());
+        shared.insert(key.clone(), Arc::new(doc.clone()));
+        found(tiered.get(key).await?.is_some())?;
+    }
+    let (mut cloned, mut arcs, mut decoded, mut moka_struct, mut moka_arc) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        let began = Instant::now();
+        for n in 0..HITS {
+            found(tiered.get(&keys[n % HIT_KEYS]).await?.is_some())?;
+        }
+        cloned.push(rate(HITS, began.elapsed()));
+        let began = Instant::now();
+        for n in 0..HITS {
+            found(tiered.get_arc(&keys[n % HIT_KEYS]).await?.is_some())?;
+        }
+        arcs.push(rate(HITS, began.elapsed()));
+        let began = Instant::now();
+        for n in 0..HITS {
+            found(plain.get(&keys[n % HIT_KEYS]).await?.is_some())?;
+        }
+        decoded.push(rate(HITS, began.elapsed()));
+        let began = Instant::now();
+        for n in 0..HITS {
+            found(structs.get(&keys[n % HIT_KEYS]).is_some())?;
+        }
+        moka_struct.push(rate(HITS, began.elapsed()));
+        let began = Instant::now();
+        for n in 0..HITS {
+            found(shared.get(&keys[n % HIT_KEYS]).is_some())?;
+        }
+        moka_arc.push(rate(HITS, began.elapsed()));
+    }
+    plain.clear().await?;
+    Ok(vec![
+        row(
+            name,
+            "local tier hit, get (a clone)",
+            cloned.clone(),
+            "typed get from the store (a decode)",
+            decoded.clone(),
+            "ops/s",
+        ),
+        row(
+            name,
+            "local tier hit, get_arc",
+            arcs.clone(),
+            "typed get from the store (a decode)",
+            decoded,
+            "ops/s",
+        ),
+        row(
+            name,
+            "local tier hit, get (a clone)",
+            cloned,
+            "moka::sync holding the struct, get (a clone)",
+            moka_struct,
+            "ops/s",
+        ),
+        row(
+            name,
+            "local tier hit, get_arc",
+            arcs,
+            "moka::sync holding Arc<struct>, get",
+            moka_arc,
+            "ops/s",
+        ),
+    ])
 }
 
 /// Misses timed per sample in the lease row.

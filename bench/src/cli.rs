@@ -24,7 +24,8 @@ OPTIONS:
                    the tags rows: memory-tags1, memory-tags5 and the same for sqlite,
                    redis and postgres (tags: all eight); and the protected-value rows:
                    memory-signed, memory-encrypted, memory-compressed and the same for
-                   sqlite (protect: all six)
+                   sqlite (protect: all six); and the local tier's rows: memory-local,
+                   memory-local-arc, sqlite-local, redis-local, postgres-local (local: all five)
     --ops LIST     run only these operations: get, set, get_many, set_many, get64
     --calls N      every slice makes N calls instead of running for a time (for profilers
                    such as callgrind, which slow calls too much for time slices)
@@ -37,7 +38,7 @@ ENVIRONMENT:
 ";
 
 /// The stores, as `--only` names them.
-pub const STORE_NAMES: [&str; 27] = [
+pub const STORE_NAMES: [&str; 32] = [
     "memory",
     "memory-tracing",
     "memory-metrics",
@@ -65,6 +66,11 @@ pub const STORE_NAMES: [&str; 27] = [
     "redis-tags5",
     "postgres-tags1",
     "postgres-tags5",
+    "memory-local",
+    "memory-local-arc",
+    "sqlite-local",
+    "redis-local",
+    "postgres-local",
 ];
 
 /// Parsed options.
@@ -168,10 +174,6 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                             "memory-stale",
                             "sqlite-fresh",
                             "sqlite-stale",
-                            "memory-tags1",
-                            "memory-tags5",
-                            "sqlite-tags1",
-                            "sqlite-tags5",
                         ]);
                         continue;
                     }
@@ -181,6 +183,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                                 || store.ends_with("-encrypted")
                                 || store.ends_with("-compressed")
                         }));
+                        continue;
+                    }
+                    if name == "local" {
+                        stores.extend(STORE_NAMES.iter().filter(|store| store.contains("-local")));
                         continue;
                     }
                     if name == "observe" {
@@ -197,7 +203,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         .find(|known| **known == name)
                         .ok_or_else(|| {
                             format!(
-                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness, tags, protect)",
+                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness, tags, protect, local)",
                                 STORE_NAMES.join(", ")
                             )
                         })?;

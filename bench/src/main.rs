@@ -41,7 +41,7 @@ pub type BenchResult<T> = Result<T, BenchError>;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The stores in table order: the `--only` name, the table name.
-const STORES: [(&str, &str); 27] = [
+const STORES: [(&str, &str); 32] = [
     ("memory", "memory"),
     ("memory-tracing", "memory + Observe(tracing)"),
     ("memory-metrics", "memory + Observe(metrics)"),
@@ -69,6 +69,11 @@ const STORES: [(&str, &str); 27] = [
     ("redis-tags5", "redis + 5 tags"),
     ("postgres-tags1", "postgres (unlogged) + 1 tag"),
     ("postgres-tags5", "postgres (unlogged) + 5 tags"),
+    ("memory-local", "memory + local tier"),
+    ("memory-local-arc", "memory + local tier, get_arc"),
+    ("sqlite-local", "sqlite + local tier"),
+    ("redis-local", "redis + local tier"),
+    ("postgres-local", "postgres (unlogged) + local tier"),
 ];
 
 fn main() -> ExitCode {

@@ -610,6 +610,13 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 copy
             }
         };
+        if copy
+            .header
+            .as_ref()
+            .is_none_or(|header| header.tags.is_empty())
+        {
+            return Ok(Some(copy));
+        }
         let current = self.headers_current(&[copy.header.as_ref()]).await?;
         Ok(current[0].then_some(copy))
     }

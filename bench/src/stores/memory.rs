@@ -29,15 +29,12 @@ pub async fn setup(workload: &SharedWorkload) -> BenchResult<StoreBench> {
         RawMoka::new(full_keys(&format!("{prefix}r:"), workload), workload),
         Arc::clone(workload),
     );
-    let peer = Timed::new(MokaStruct::new(workload), Arc::clone(workload));
+    let peer = moka_struct(workload);
     let bench = StoreBench {
         facade,
         raw: Box::new(raw),
         raw_name: "moka::sync + ciborium",
-        peer: Some(Peer {
-            name: "moka::future (struct)",
-            contender: Box::new(peer),
-        }),
+        peer: Some(peer),
         cleanup: no_cleanup(),
         server: None,
         note: None,
@@ -146,6 +143,14 @@ impl Target for RawMoka {
             self.entries.insert(key, entry);
         }
         Ok(())
+    }
+}
+
+/// `moka::future::Cache` holding the struct, as a peer, ready to be timed.
+pub fn moka_struct(workload: &SharedWorkload) -> Peer {
+    Peer {
+        name: "moka::future (struct)",
+        contender: Box::new(Timed::new(MokaStruct::new(workload), Arc::clone(workload))),
     }
 }
 

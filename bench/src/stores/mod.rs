@@ -12,6 +12,7 @@ use crate::report::{Outcome, RoundTripRow};
 use crate::workload::{DidDoc, SharedWorkload, TTL};
 
 pub mod freshness;
+pub mod local;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod observe;
@@ -347,6 +348,27 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
             };
             local_store_built(store)?;
             freshness::setup(store, hits, workload)
+                .await
+                .map_err(failed)
+        }
+        "memory-local" | "memory-local-arc" | "sqlite-local" | "redis-local" | "postgres-local" => {
+            let store = match key.split_once('-') {
+                Some(("postgres", _)) => "postgres",
+                Some((store, _)) => store,
+                None => key,
+            };
+            let read = if key.ends_with("-arc") {
+                local::Read::Shared
+            } else {
+                local::Read::Cloned
+            };
+            #[cfg(feature = "memory")]
+            let peer = (store == "memory").then(|| memory::moka_struct(workload));
+            #[cfg(not(feature = "memory"))]
+            let peer = None;
+            let (backend, cleanup) = open_any(store, "local").await?;
+            let in_process = matches!(store, "memory" | "sqlite");
+            local::setup(backend, in_process, read, peer, cleanup, workload)
                 .await
                 .map_err(failed)
         }

@@ -20,7 +20,7 @@ use std::fmt::{self, Debug};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -395,6 +395,10 @@ async fn subscribe_loop(
     }
 }
 
+/// A publisher that sent less than `BUSY` ago waits `LINGER` to gather more announcements.
+const BUSY: Duration = Duration::from_millis(5);
+const LINGER: Duration = Duration::from_millis(1);
+
 /// How often a batch that failed to publish is tried again.
 const PUBLISH_ATTEMPTS: usize = 3;
 
@@ -405,6 +409,7 @@ async fn publish_loop(
     mut stop: watch::Receiver<()>,
 ) {
     let mut batch = Vec::new();
+    let mut last_sent: Option<Instant> = None;
     loop {
         batch.clear();
         let received = tokio::select! {
@@ -414,6 +419,16 @@ async fn publish_loop(
         if received == 0 {
             return;
         }
+        // Under a stream of writes, wait a moment for more, so that one message carries many
+        // (a single task writing back to back would otherwise publish once per write); an
+        // occasional write goes at once.
+        if last_sent.is_some_and(|sent| sent.elapsed() < BUSY) {
+            tokio::time::sleep(LINGER).await;
+            while let Ok(more) = inbox.try_recv() {
+                batch.push(more);
+            }
+        }
+        last_sent = Some(Instant::now());
         for message in encode(origin, &batch, transport.max_message()) {
             for attempt in 1..=PUBLISH_ATTEMPTS {
                 match transport.publish(message.clone()).await {
