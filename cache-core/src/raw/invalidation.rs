@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::fmt::{self, Debug};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -171,7 +171,7 @@ pub struct InvalidationBus {
 struct Shared {
     origin: u64,
     transport: Option<Arc<dyn Transport>>,
-    listeners: Mutex<Vec<Weak<dyn Listener>>>,
+    listeners: RwLock<Vec<Weak<dyn Listener>>>,
     link: AtomicU8,
     started: AtomicBool,
     outbox: Mutex<Option<mpsc::UnboundedSender<Arc<Invalidation>>>>,
@@ -209,7 +209,7 @@ impl InvalidationBus {
             shared: Arc::new(Shared {
                 origin: fastrand::u64(..),
                 transport,
-                listeners: Mutex::default(),
+                listeners: RwLock::default(),
                 link: AtomicU8::new(link.as_u8()),
                 started: AtomicBool::new(false),
                 outbox: Mutex::default(),
@@ -254,7 +254,7 @@ impl InvalidationBus {
         let mut listeners = self
             .shared
             .listeners
-            .lock()
+            .write()
             .unwrap_or_else(PoisonError::into_inner);
         listeners.retain(|listener| listener.strong_count() > 0);
         listeners.push(listener);
@@ -305,15 +305,21 @@ impl Shared {
 
     fn listeners(&self) -> Vec<Arc<dyn Listener>> {
         self.listeners
-            .lock()
+            .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter_map(Weak::upgrade)
             .collect()
     }
 
+    /// Hands `what` to every listener, under the read lock (listeners never call back into the
+    /// bus), with no list built per write.
     fn deliver(&self, what: &Arc<Invalidation>, remote: bool) {
-        for listener in self.listeners() {
+        let listeners = self
+            .listeners
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for listener in listeners.iter().filter_map(Weak::upgrade) {
             listener.invalidate(what, remote);
         }
     }
