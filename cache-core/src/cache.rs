@@ -605,7 +605,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                     Err(error) => return Err(self.callers_key(error)),
                 };
                 let stored = self.decode_stored(key, bytes.clone())?;
-                let copy = tier.copy(stored, full_key, &bytes, ttl);
+                let copy = tier.copy(ticket, stored, full_key, &bytes, ttl);
                 tier.fill(ticket, full_key, key, &copy);
                 copy
             }
@@ -699,7 +699,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 let key = &full_key[prefix_len..];
                 match self.decode_stored(key, bytes.clone()) {
                     Ok(stored) => {
-                        let copy = tier.copy(stored, &full_key, &bytes, ttl);
+                        let copy = tier.copy(ticket, stored, &full_key, &bytes, ttl);
                         tier.fill(ticket, &full_key, key, &copy);
                         copies.push((full_key, copy));
                     }

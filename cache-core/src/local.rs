@@ -113,6 +113,8 @@ const RECENT: usize = 65_536;
 pub(crate) struct Ticket {
     seen: u64,
     epoch: u64,
+    /// When the read began: a copy lives from here, so the store's entry never ends before it.
+    at: Instant,
 }
 
 /// The announcements of the last moments, numbered: a fill checks those made during its read.
@@ -226,6 +228,7 @@ impl<V> Tier<V> {
         Ticket {
             seen: self.seq.load(Ordering::SeqCst),
             epoch: self.epoch.load(Ordering::SeqCst),
+            at: Instant::now(),
         }
     }
 
@@ -269,10 +272,13 @@ impl<V> Tier<V> {
         self.seq.store(seq, Ordering::SeqCst);
     }
 
-    /// A copy of what the store answered under `full_key`: `stored`, decoded from `bytes`,
-    /// with `ttl` left in the store (`None`: unknown, so the copy is never held).
+    /// A copy of what the store answered under `full_key` to the read of `ticket`: `stored`,
+    /// decoded from `bytes`, with `ttl` left in the store (`None`: unknown, so the copy is never
+    /// held). The TTL counts from the read's start, not its answer: the copy ends no later than
+    /// the entry, however long the answer took.
     pub(crate) fn copy(
         &self,
+        ticket: Ticket,
         stored: Stored<V>,
         full_key: &str,
         bytes: &[u8],
@@ -298,7 +304,7 @@ impl<V> Tier<V> {
         Arc::new(Copy {
             value: stored.value.map(Arc::new),
             header: stored.header,
-            until: Instant::now() + hold,
+            until: ticket.at + hold,
             weight,
         })
     }

@@ -26,59 +26,43 @@ pub enum Read {
     Shared,
 }
 
-/// `Cache<DidDoc>` with a local tier.
+/// The facade of a tiered cache, its reads through `get_arc`: the held `Arc`, not a clone.
 #[derive(Clone)]
-struct Tiered<const LOCAL: bool, const ARC: bool> {
-    cache: Cache<DidDoc>,
-    workload: SharedWorkload,
-}
+struct Shared<const LOCAL: bool>(Facade<LOCAL>);
 
-impl<const LOCAL: bool, const ARC: bool> Target for Tiered<LOCAL, ARC> {
+impl<const LOCAL: bool> Target for Shared<LOCAL> {
     // Held reads stay in this process whatever the store.
     const IN_PROCESS: bool = LOCAL;
 
     async fn get(&self, key: usize) -> BenchResult<bool> {
-        let key = &self.workload.keys[key];
-        Ok(if ARC {
-            self.cache.get_arc(key).await?.is_some()
-        } else {
-            self.cache.get(key).await?.is_some()
-        })
+        let Facade { cache, workload } = &self.0;
+        Ok(cache.get_arc(&workload.keys[key]).await?.is_some())
     }
 
     async fn set(&self, key: usize) -> BenchResult<()> {
-        let workload = &self.workload;
-        Ok(self
-            .cache
-            .set(&workload.keys[key], &workload.docs[key])
-            .await?)
+        self.0.set(key).await
     }
 
     async fn get_many(&self, keys: &[usize]) -> BenchResult<usize> {
-        let names = keys.iter().map(|&key| self.workload.keys[key].as_str());
-        Ok(self.cache.get_many(names).await?.len())
+        self.0.get_many(keys).await
     }
 
     async fn set_many(&self, keys: &[usize]) -> BenchResult<()> {
-        let workload = &self.workload;
-        let items = keys
-            .iter()
-            .map(|&key| (workload.keys[key].as_str(), &workload.docs[key]));
-        Ok(self.cache.set_many(items).await?)
+        self.0.set_many(keys).await
     }
 }
 
-fn contender<const LOCAL: bool, const ARC: bool>(
+/// The tiered facade over `cache`, reading as `read` says.
+fn contender<const LOCAL: bool>(
     cache: Cache<DidDoc>,
+    read: Read,
     workload: &SharedWorkload,
 ) -> Box<dyn Contender> {
-    Box::new(Timed::new(
-        Tiered::<LOCAL, ARC> {
-            cache,
-            workload: Arc::clone(workload),
-        },
-        Arc::clone(workload),
-    ))
+    let facade = Facade::<LOCAL>::over(cache, workload);
+    match read {
+        Read::Cloned => Box::new(Timed::new(facade, Arc::clone(workload))),
+        Read::Shared => Box::new(Timed::new(Shared(facade), Arc::clone(workload))),
+    }
 }
 
 /// The tiered and the plain facade over `backend`, preloaded; `in_process` tells whether the
@@ -101,23 +85,16 @@ pub async fn setup(
         .local(tier())
         .build();
     let plain_prefix = format!("{prefix}plain:");
-    let (facade, raw): (Box<dyn Contender>, Box<dyn Contender>) = match (in_process, read) {
-        (true, Read::Cloned) => (
-            contender::<true, false>(cache, workload),
+    let (facade, raw) = if in_process {
+        (
+            contender::<true>(cache, read, workload),
             Facade::<true>::contender(Arc::clone(&backend), &plain_prefix, workload),
-        ),
-        (true, Read::Shared) => (
-            contender::<true, true>(cache, workload),
-            Facade::<true>::contender(Arc::clone(&backend), &plain_prefix, workload),
-        ),
-        (false, Read::Cloned) => (
-            contender::<false, false>(cache, workload),
+        )
+    } else {
+        (
+            contender::<false>(cache, read, workload),
             Facade::<false>::contender(Arc::clone(&backend), &plain_prefix, workload),
-        ),
-        (false, Read::Shared) => (
-            contender::<false, true>(cache, workload),
-            Facade::<false>::contender(Arc::clone(&backend), &plain_prefix, workload),
-        ),
+        )
     };
     let bench = StoreBench {
         facade,
@@ -128,10 +105,5 @@ pub async fn setup(
         server: None,
         note: None,
     };
-    bench.facade.preload().await?;
-    bench.raw.preload().await?;
-    if let Some(peer) = &bench.peer {
-        peer.contender.preload().await?;
-    }
-    Ok(bench)
+    bench.preloaded().await
 }

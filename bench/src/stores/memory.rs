@@ -39,12 +39,7 @@ pub async fn setup(workload: &SharedWorkload) -> BenchResult<StoreBench> {
         server: None,
         note: None,
     };
-    bench.facade.preload().await?;
-    bench.raw.preload().await?;
-    if let Some(peer) = &bench.peer {
-        peer.contender.preload().await?;
-    }
-    Ok(bench)
+    bench.preloaded().await
 }
 
 #[derive(Clone)]

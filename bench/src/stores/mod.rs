@@ -43,6 +43,18 @@ pub struct StoreBench {
     pub note: Option<String>,
 }
 
+impl StoreBench {
+    /// Preloads every contender, then hands the bench on.
+    pub async fn preloaded(self) -> BenchResult<Self> {
+        self.facade.preload().await?;
+        self.raw.preload().await?;
+        if let Some(peer) = &self.peer {
+            peer.contender.preload().await?;
+        }
+        Ok(self)
+    }
+}
+
 /// A peer library and its contender.
 pub struct Peer {
     /// Its name in the table's legend.
@@ -197,6 +209,11 @@ impl<const LOCAL: bool> Facade<LOCAL> {
             .prefix(prefix)
             .default_ttl(TTL)
             .build();
+        Self::over(cache, workload)
+    }
+
+    /// The facade of a cache built elsewhere (with a feature switched on).
+    pub fn over(cache: Cache<DidDoc>, workload: &SharedWorkload) -> Self {
         Self {
             cache,
             workload: Arc::clone(workload),

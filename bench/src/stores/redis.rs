@@ -44,12 +44,7 @@ pub async fn setup(url: &str, workload: &SharedWorkload) -> BenchResult<StoreBen
         server,
         note: None,
     };
-    bench.facade.preload().await?;
-    bench.raw.preload().await?;
-    if let Some(peer) = &bench.peer {
-        peer.contender.preload().await?;
-    }
-    Ok(bench)
+    bench.preloaded().await
 }
 
 async fn server_version(connection: &mut MultiplexedConnection) -> BenchResult<String> {

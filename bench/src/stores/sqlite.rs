@@ -65,12 +65,7 @@ pub async fn setup(workload: &SharedWorkload) -> BenchResult<StoreBench> {
         server: Some(format!("SQLite {} (bundled), WAL", rusqlite::version())),
         note: None,
     };
-    bench.facade.preload().await?;
-    bench.raw.preload().await?;
-    if let Some(peer) = &bench.peer {
-        peer.contender.preload().await?;
-    }
-    Ok(bench)
+    bench.preloaded().await
 }
 
 /// A writer connection and a few reader connections on the store's file.

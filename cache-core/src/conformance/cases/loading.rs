@@ -81,15 +81,24 @@ pub async fn concurrent_loads_of_one_key_run_the_loader_once(ctx: Ctx) -> Result
 pub async fn loader_error_reaches_every_waiter_and_caches_nothing(ctx: Ctx) -> Result<()> {
     let cache = ctx.cache::<Doc>();
     let calls = Arc::new(AtomicUsize::new(0));
+    // The load fails only once every caller has asked (and 100 ms more for the last ones to
+    // join its flight): on a busy runtime a task can start long after the others.
+    let asked = Arc::new(AtomicUsize::new(0));
     let barrier = Arc::new(tokio::sync::Barrier::new(16));
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (cache, calls, barrier) = (cache.clone(), Arc::clone(&calls), Arc::clone(&barrier));
+            let asked = Arc::clone(&asked);
             tokio::spawn(async move {
                 barrier.wait().await;
+                asked.fetch_add(1, Ordering::SeqCst);
+                let all_asked = Arc::clone(&asked);
                 cache
                     .get_or_insert_with("k", || async move {
                         calls.fetch_add(1, Ordering::SeqCst);
+                        while all_asked.load(Ordering::SeqCst) < 16 {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         Err::<Doc, _>(SourceDown)
                     })

@@ -91,6 +91,17 @@ async fn require_ttl_reads(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// A tiered cache of the case over a store that records the keys every read asks it for.
+fn counted(ctx: &Ctx) -> (CacheUnderTest<Doc>, Arc<Mutex<Vec<String>>>) {
+    let (reads, keys) = Reads::over(ctx.backend());
+    let cache = Cache::builder(reads)
+        .prefix(ctx.prefix())
+        .planted_bug(ctx.facade_bug)
+        .local(tier())
+        .under_test(ctx);
+    (cache, keys)
+}
+
 fn taken(keys: &Mutex<Vec<String>>) -> Vec<String> {
     std::mem::take(
         &mut *keys
@@ -103,12 +114,7 @@ fn taken(keys: &Mutex<Vec<String>>) -> Vec<String> {
 /// copy itself, not a new one.
 pub async fn held_copies_are_served_without_the_store(ctx: Ctx) -> Result<()> {
     require_ttl_reads(&ctx).await?;
-    let (reads, keys) = Reads::over(ctx.backend());
-    let cache: CacheUnderTest<Doc> = Cache::builder(reads)
-        .prefix(ctx.prefix())
-        .planted_bug(ctx.facade_bug)
-        .local(tier())
-        .under_test(&ctx);
+    let (cache, keys) = counted(&ctx);
     cache.set("k", &doc(1)).await?;
     assert_eq!(cache.get("k").await?, Some(doc(1)));
     assert_eq!(taken(&keys).len(), 1, "the first read asks the store");
@@ -133,12 +139,7 @@ pub async fn held_copies_are_served_without_the_store(ctx: Ctx) -> Result<()> {
 /// `get_many` serves what the tier holds and asks the store, once, for the rest only.
 pub async fn get_many_asks_the_store_only_for_keys_not_held(ctx: Ctx) -> Result<()> {
     require_ttl_reads(&ctx).await?;
-    let (reads, keys) = Reads::over(ctx.backend());
-    let cache: CacheUnderTest<Doc> = Cache::builder(reads)
-        .prefix(ctx.prefix())
-        .planted_bug(ctx.facade_bug)
-        .local(tier())
-        .under_test(&ctx);
+    let (cache, keys) = counted(&ctx);
     cache
         .set_many([("held", doc(1)), ("stored", doc(2))])
         .await?;
