@@ -43,7 +43,8 @@
 //! ```
 //!
 //! The application API of [`cache_core`] is re-exported here: [`Cache`] and its builder,
-//! [`Serializer`] with [`Cbor`] (default), [`Json`] and [`Raw`], the [`Error`] type, the
+//! [`Serializer`] with [`Cbor`] (default), [`Json`], [`Raw`] (and `MessagePack` with the
+//! `msgpack` feature), the [`Error`] type, the
 //! [`layers`] to stack with [`CacheBuilder::layer`], and [`Backend`], the trait every store
 //! implements. What store and layer authors need besides lives in [`raw`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -60,6 +61,10 @@ pub use cache_core::{
     ScanOptions, ScanPage, Serializer, SetOptions, Ttl, layers, raw, testing,
 };
 pub use open::open;
+
+#[cfg(feature = "msgpack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "msgpack")))]
+pub use cache_core::MessagePack;
 
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]

@@ -25,7 +25,9 @@ OPTIONS:
                    redis and postgres (tags: all eight); and the protected-value rows:
                    memory-signed, memory-encrypted, memory-compressed and the same for
                    sqlite (protect: all six); and the local tier's rows: memory-local,
-                   memory-local-arc, sqlite-local, redis-local, postgres-local (local: all five)
+                   memory-local-arc, sqlite-local, redis-local, postgres-local (local: all five);
+                   and other serializers against CBOR: memory-msgpack, memory-json,
+                   sqlite-msgpack, sqlite-json (serializers: all four)
     --ops LIST     run only these operations: get, set, get_many, set_many, get64
     --calls N      every slice makes N calls instead of running for a time (for profilers
                    such as callgrind, which slow calls too much for time slices)
@@ -38,7 +40,7 @@ ENVIRONMENT:
 ";
 
 /// The stores, as `--only` names them.
-pub const STORE_NAMES: [&str; 32] = [
+pub const STORE_NAMES: [&str; 36] = [
     "memory",
     "memory-tracing",
     "memory-metrics",
@@ -55,6 +57,10 @@ pub const STORE_NAMES: [&str; 32] = [
     "sqlite-signed",
     "sqlite-encrypted",
     "sqlite-compressed",
+    "memory-msgpack",
+    "memory-json",
+    "sqlite-msgpack",
+    "sqlite-json",
     "memory-tags1",
     "memory-tags5",
     "sqlite-tags1",
@@ -185,6 +191,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         }));
                         continue;
                     }
+                    if name == "serializers" {
+                        stores.extend([
+                            "memory-msgpack",
+                            "memory-json",
+                            "sqlite-msgpack",
+                            "sqlite-json",
+                        ]);
+                        continue;
+                    }
                     if name == "local" {
                         stores.extend(STORE_NAMES.iter().filter(|store| store.contains("-local")));
                         continue;
@@ -203,7 +218,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                         .find(|known| **known == name)
                         .ok_or_else(|| {
                             format!(
-                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness, tags, protect, local)",
+                                "unknown store {name:?} for --only (known: {}, postgres, observe, freshness, tags, protect, serializers, local)",
                                 STORE_NAMES.join(", ")
                             )
                         })?;

@@ -41,7 +41,7 @@ pub type BenchResult<T> = Result<T, BenchError>;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The stores in table order: the `--only` name, the table name.
-const STORES: [(&str, &str); 32] = [
+const STORES: [(&str, &str); 36] = [
     ("memory", "memory"),
     ("memory-tracing", "memory + Observe(tracing)"),
     ("memory-metrics", "memory + Observe(metrics)"),
@@ -58,6 +58,10 @@ const STORES: [(&str, &str); 32] = [
     ("sqlite-signed", "sqlite + Sign"),
     ("sqlite-encrypted", "sqlite + Encrypt"),
     ("sqlite-compressed", "sqlite + Compress"),
+    ("memory-msgpack", "memory, MessagePack"),
+    ("memory-json", "memory, JSON"),
+    ("sqlite-msgpack", "sqlite, MessagePack"),
+    ("sqlite-json", "sqlite, JSON"),
     ("memory-tags1", "memory + 1 tag"),
     ("memory-tags5", "memory + 5 tags"),
     ("sqlite-tags1", "sqlite + 1 tag"),

@@ -37,4 +37,6 @@ pub use local::{DEFAULT_LOCAL_HOLD, LocalTier};
 pub use locks::{Lease, Lock, LockGuard};
 pub use options::SetOptions;
 pub use raw::Layer;
+#[cfg(feature = "msgpack")]
+pub use serializer::MessagePack;
 pub use serializer::{Cbor, Json, Raw, Serializer};

@@ -77,8 +77,34 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Serializer<V> for 
     }
 
     fn decode(&self, bytes: Bytes) -> Result<V, BoxError> {
-        Ok(ciborium::from_reader(&bytes[..])?)
+        // `ciborium::from_reader` zeroes a 4 KiB scratch array on every call, a sixth of the
+        // instructions of a memory-store hit; a per-thread buffer is zeroed once. A decode nested
+        // inside another on the same thread (a `Deserialize` impl that decodes) uses a stack one.
+        let mut input = Some(&bytes[..]);
+        let reused = DECODE_SCRATCH.try_with(|scratch| {
+            let mut scratch = scratch.try_borrow_mut().ok()?;
+            let input = input.take()?;
+            Some(ciborium::de::from_reader_with_buffer(
+                input,
+                &mut scratch[..],
+            ))
+        });
+        match (reused, input) {
+            (Ok(Some(decoded)), _) => Ok(decoded?),
+            (_, Some(input)) => Ok(ciborium::from_reader(input)?),
+            (_, None) => Err("the decoder ran but produced no result".into()),
+        }
     }
+}
+
+/// The size of ciborium's own scratch array: text and byte strings up to it are decoded without
+/// an allocation of their own.
+const DECODE_SCRATCH_BYTES: usize = 4096;
+
+thread_local! {
+    /// Each thread's CBOR decode scratch, allocated and zeroed once.
+    static DECODE_SCRATCH: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; DECODE_SCRATCH_BYTES].into_boxed_slice());
 }
 
 /// Plain JSON text through serde_json: the stored bytes are exactly what other languages' JSON
@@ -100,6 +126,42 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Serializer<V> for 
 
     fn decode(&self, bytes: Bytes) -> Result<V, BoxError> {
         Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+/// MessagePack through rmp-serde, with struct fields stored by name (feature `msgpack`).
+///
+/// Decodes a DID document about three times faster than [`Cbor`] and stores it a little smaller;
+/// like CBOR and JSON, a struct that gains an optional field still reads its old entries. Names
+/// are kept (`rmp_serde::encode::write_named`) so that reordering fields never misreads an entry.
+///
+/// ```
+/// use cache_core::{MessagePack, Serializer};
+///
+/// let bytes = Serializer::<Vec<u32>>::encode(&MessagePack, &vec![1, 2, 3]).unwrap();
+/// assert_eq!(&bytes[..], &[0x93, 1, 2, 3]);
+/// assert_eq!(Serializer::<Vec<u32>>::decode(&MessagePack, bytes).unwrap(), vec![1, 2, 3]);
+/// ```
+#[cfg(feature = "msgpack")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessagePack;
+
+/// How deeply a MessagePack value may nest before its decode is refused, as serde_json's limit.
+#[cfg(feature = "msgpack")]
+const MESSAGEPACK_MAX_DEPTH: usize = 128;
+
+#[cfg(feature = "msgpack")]
+impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Serializer<V> for MessagePack {
+    fn encode(&self, value: &V) -> Result<Bytes, BoxError> {
+        encode_exact(|buffer| Ok(rmp_serde::encode::write_named(buffer, value)?))
+    }
+
+    fn decode(&self, bytes: Bytes) -> Result<V, BoxError> {
+        let mut decoder = rmp_serde::Deserializer::from_read_ref(&bytes[..]);
+        // rmp-serde allows 1,024 levels, past what a debug build's stack holds for a deep
+        // `serde_json::Value`; serde_json stops at 128, ciborium at 256.
+        decoder.set_max_depth(MESSAGEPACK_MAX_DEPTH);
+        Ok(V::deserialize(&mut decoder)?)
     }
 }
 
@@ -198,6 +260,44 @@ mod tests {
         .unwrap();
         assert_eq!(&outer[..], b"outer:done");
         assert_eq!(&inner.unwrap().unwrap()[..], b"[1,2]");
+    }
+
+    /// Holds a CBOR encoding of its numbers, decoded from inside its own `Deserialize`, as a
+    /// wrapper type might: the inner decode runs while the outer one holds the thread's buffer.
+    #[derive(Debug, PartialEq)]
+    struct Nested(Vec<u32>);
+
+    impl serde::Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let inner = Serializer::<Vec<u32>>::encode(&Cbor, &self.0)
+                .map_err(serde::ser::Error::custom)?;
+            serde::Serialize::serialize(&inner.to_vec(), s)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Nested {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let inner: serde_json::Value = serde::Deserialize::deserialize(d)?;
+            let bytes: Vec<u8> = match inner {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_u64().and_then(|b| u8::try_from(b).ok()))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| serde::de::Error::custom("not bytes"))?,
+                _ => return Err(serde::de::Error::custom("not bytes")),
+            };
+            Serializer::<Vec<u32>>::decode(&Cbor, Bytes::from(bytes))
+                .map(Nested)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+
+    #[test]
+    fn a_decode_nested_in_a_decode_on_one_thread_gets_both_right() {
+        let inner = Serializer::<Vec<u32>>::encode(&Cbor, &vec![7, 8]).unwrap();
+        let outer = Serializer::<Vec<u8>>::encode(&Cbor, &inner.to_vec()).unwrap();
+        let back: Nested = Cbor.decode(outer).unwrap();
+        assert_eq!(back, Nested(vec![7, 8]));
     }
 
     #[test]

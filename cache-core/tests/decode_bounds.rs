@@ -52,6 +52,13 @@ fn hostile_inputs() -> Vec<Vec<u8>> {
     inputs.push([[0xa1, 0x61, b'k'].repeat(300_000), vec![0x00]].concat());
     inputs.push(vec![b'['; 1_000_000]);
     inputs.push(b"{\"a\":".repeat(200_000));
+    // MessagePack str, bin, array and map heads with 4-byte lengths near u32::MAX, and a
+    // million-deep nesting of one-element arrays and maps.
+    for marker in [0xdb_u8, 0xc6, 0xdd, 0xdf] {
+        inputs.push(vec![marker, 0xff, 0xff, 0xff, 0xf0, 1, 2, 3]);
+    }
+    inputs.push([vec![0x91; 1_000_000], vec![0x00]].concat());
+    inputs.push([[0x81, 0xa1, b'k'].repeat(300_000), vec![0x00]].concat());
     // Seeded random bytes, some after a valid-looking CBOR or JSON start.
     let mut random = fastrand::Rng::with_seed(0xdec0de);
     for n in 0..20_000 {
@@ -75,6 +82,8 @@ fn decode_every_way(input: &Bytes) {
             $(
                 let _ = Serializer::<$ty>::decode(&Cbor, input.clone());
                 let _ = Serializer::<$ty>::decode(&Json, input.clone());
+                #[cfg(feature = "msgpack")]
+                let _ = Serializer::<$ty>::decode(&cache_core::MessagePack, input.clone());
             )*
         };
     }

@@ -32,6 +32,8 @@ fn decode_every_way(input: &Bytes) {
             $(
                 let _ = Serializer::<$ty>::decode(&Cbor, input.clone());
                 let _ = Serializer::<$ty>::decode(&Json, input.clone());
+                #[cfg(feature = "msgpack")]
+                let _ = Serializer::<$ty>::decode(&cache_core::MessagePack, input.clone());
             )*
         };
     }
@@ -40,13 +42,14 @@ fn decode_every_way(input: &Bytes) {
     let _ = Serializer::<Bytes>::decode(&Raw, input.clone());
 }
 
-/// A valid encoding of [`doc`] in CBOR or JSON, cut at `cut` and with the byte at `at` set to
-/// `byte`.
-fn damaged(json: bool, cut: usize, at: usize, byte: u8) -> Bytes {
-    let mut bytes = if json {
-        Serializer::<Doc>::encode(&Json, &doc())
-    } else {
-        Serializer::<Doc>::encode(&Cbor, &doc())
+/// A valid encoding of [`doc`] in CBOR, JSON or (with the `msgpack` feature) MessagePack, cut at
+/// `cut` and with the byte at `at` set to `byte`.
+fn damaged(format: u8, cut: usize, at: usize, byte: u8) -> Bytes {
+    let mut bytes = match format {
+        0 => Serializer::<Doc>::encode(&Json, &doc()),
+        #[cfg(feature = "msgpack")]
+        1 => Serializer::<Doc>::encode(&cache_core::MessagePack, &doc()),
+        _ => Serializer::<Doc>::encode(&Cbor, &doc()),
     }
     .unwrap_or_else(|error| panic!("the document encodes: {error}"))
     .to_vec();
@@ -68,11 +71,31 @@ proptest! {
 
     #[test]
     fn damaged_encodings_never_panic(
-        json in any::<bool>(),
+        format in 0_u8..3,
         cut in 0_usize..400,
         at in any::<usize>(),
         byte in any::<u8>(),
     ) {
-        decode_every_way(&damaged(json, cut, at, byte));
+        decode_every_way(&damaged(format, cut, at, byte));
+    }
+
+    #[test]
+    fn every_format_round_trips_arbitrary_documents(
+        id in ".{0,40}",
+        also_known_as in proptest::collection::vec(".{0,12}", 0..4),
+        numbers in proptest::collection::vec(any::<u64>(), 0..4),
+        rotated in any::<Option<u64>>(),
+    ) {
+        let doc = Doc { id, also_known_as, services: HashMap::from([("s".into(), numbers)]), rotated };
+        let back: Doc = Cbor.decode(Cbor.encode(&doc).expect("encodes")).expect("decodes");
+        prop_assert_eq!(&back, &doc);
+        let back: Doc = Json.decode(Json.encode(&doc).expect("encodes")).expect("decodes");
+        prop_assert_eq!(&back, &doc);
+        #[cfg(feature = "msgpack")]
+        {
+            let format = cache_core::MessagePack;
+            let back: Doc = format.decode(format.encode(&doc).expect("encodes")).expect("decodes");
+            prop_assert_eq!(&back, &doc);
+        }
     }
 }

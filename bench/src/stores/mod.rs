@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod protect;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod serializers;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod tags;
@@ -354,6 +355,17 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
             };
             local_store_built(store)?;
             protect::setup(store, protection, workload)
+                .await
+                .map_err(failed)
+        }
+        "memory-json" | "memory-msgpack" | "sqlite-json" | "sqlite-msgpack" => {
+            let (store, format) = match key.split_once('-') {
+                Some((store, "json")) => (store, serializers::Format::Json),
+                Some((store, _)) => (store, serializers::Format::MessagePack),
+                None => (key, serializers::Format::MessagePack),
+            };
+            local_store_built(store)?;
+            serializers::setup(store, format, workload)
                 .await
                 .map_err(failed)
         }
