@@ -56,7 +56,97 @@ pub async fn measure(
     if let (Ok(found), "memory" | "sqlite") = (&mut rows, store) {
         found.push(blocking_row(store, name, workload, repeats).await?);
     }
+    #[cfg(feature = "sqlite")]
+    if let (Ok(found), "sqlite") = (&mut rows, store) {
+        found.extend(inline_read_rows(name, workload, repeats).await?);
+    }
     rows
+}
+
+/// SQLite point reads run on the calling task (the default) against the same reads handed to
+/// the reader threads (`inline_reads(false)`), two handles on one file, alternating: on one
+/// task, and with 64 tasks at once.
+#[cfg(feature = "sqlite")]
+async fn inline_read_rows(
+    name: &'static str,
+    workload: &SharedWorkload,
+    repeats: usize,
+) -> BenchResult<Vec<CapabilityRow>> {
+    const TASKS: usize = 64;
+    let directory = tempfile::Builder::new()
+        .prefix("cachette-bench-inline")
+        .tempdir()?;
+    let path = directory.path().join("inline.db");
+    let open = |inline: bool| {
+        cache_sqlite::SqliteBackend::file(&path)
+            .inline_reads(inline)
+            .open()
+    };
+    let inline: Cache<DidDoc> = Cache::builder(Arc::new(open(true).await?)).build();
+    let handed: Cache<DidDoc> = Cache::builder(Arc::new(open(false).await?)).build();
+    let sample: Arc<Vec<String>> = Arc::new(workload.keys[..CALLS].to_vec());
+    inline
+        .set_many(
+            sample
+                .iter()
+                .zip(&workload.docs)
+                .map(|(key, doc)| (key.as_str(), doc)),
+        )
+        .await?;
+    async fn one_task(cache: &Cache<DidDoc>, keys: &[String]) -> BenchResult<f64> {
+        let began = Instant::now();
+        for key in keys {
+            found(cache.get(key).await?.is_some())?;
+        }
+        Ok(rate(keys.len(), began.elapsed()))
+    }
+    async fn many_tasks(cache: &Cache<DidDoc>, keys: &Arc<Vec<String>>) -> BenchResult<f64> {
+        let began = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let (cache, keys) = (cache.clone(), Arc::clone(keys));
+                tokio::spawn(async move {
+                    for key in keys.iter().cycle().skip(task * 7).take(keys.len() / 4) {
+                        found(cache.get(key).await?.is_some())?;
+                    }
+                    Ok::<_, crate::BenchError>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        Ok(rate(TASKS * (keys.len() / 4), began.elapsed()))
+    }
+    let (mut single, mut single_handed, mut many, mut many_handed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        single.push(one_task(&inline, &sample).await?);
+        single_handed.push(one_task(&handed, &sample).await?);
+        many.push(many_tasks(&inline, &sample).await?);
+        many_handed.push(many_tasks(&handed, &sample).await?);
+    }
+    inline.clear().await?;
+    inline.close().await?;
+    handed.close().await?;
+    Ok(vec![
+        row(
+            name,
+            "get on the calling task (inline_reads, the default), 1 task",
+            single,
+            "the same get through a reader thread",
+            single_handed,
+            "ops/s",
+        ),
+        row(
+            name,
+            "get on the calling task, 64 tasks",
+            many,
+            "the same gets through reader threads",
+            many_handed,
+            "ops/s",
+        ),
+    ])
 }
 
 /// `blocking::Cache::get` from a thread without a runtime, against the async `get` over the

@@ -19,9 +19,11 @@ use crate::SqliteBackendBuilder;
 use crate::channel::SqliteChannel;
 use crate::config::Location;
 use crate::connection::{Conn, Settings, Target};
+use crate::error::Failure;
 use crate::error::map_sqlite_error;
+use crate::sql::now_millis;
 use crate::sql::{array_keys, key_array, with_array};
-use crate::worker::Workers;
+use crate::worker::{INLINE_VALUE_LIMIT, Inline, Workers};
 
 /// Reads are CPU bound: past one thread per core they only queue on the scheduler.
 const MAX_DEFAULT_READERS: usize = 4;
@@ -33,9 +35,10 @@ const MAX_DEFAULT_READERS: usize = 4;
 /// [`SqliteBackend::memory`]. Cloning is not needed: hand it to
 /// [`Cache::builder`](cache_core::Cache::builder) in an `Arc`, once, and clone the caches.
 ///
-/// No SQLite call runs on the async executor: one writer thread and a few reader threads own
-/// the connections, and calls reach them through job queues. See the [crate docs](crate) for the
-/// schema, the settings and the guarantees.
+/// One writer thread and a few reader threads own the connections, and calls reach them through
+/// job queues; only point reads short enough to cost less than the hand-off run on the calling
+/// task ([`SqliteBackendBuilder::inline_reads`]). See the [crate docs](crate) for the schema,
+/// the settings and the guarantees.
 pub struct SqliteBackend {
     workers: Arc<Workers>,
     /// Invalidations for local tiers: in process for a memory database, through a log table
@@ -83,6 +86,7 @@ impl SqliteBackendBuilder {
             purge_interval: self.purge_interval,
             readers,
             mode: self.mode,
+            inline_reads: self.inline_reads,
         })
         .await?;
         let workers = Arc::new(workers);
@@ -158,6 +162,38 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// A point read of `key` on the calling task (see [`SqliteBackendBuilder::inline_reads`]):
+    /// the value and its expiry, or `None` when a reader thread must run it. After a read that
+    /// ran, the task spends a unit of its Tokio budget, so that a loop of hits yields in time.
+    pub(crate) async fn read_point_inline(
+        &self,
+        key: &str,
+    ) -> Option<std::result::Result<Option<(Bytes, Option<i64>)>, Failure>> {
+        let outcome = self.workers.read_inline(|conn, now| {
+            conn.check_key(key)?;
+            let row = conn
+                .db
+                .prepare_cached(&conn.sql.get_inline)?
+                .query_row(params![key, now, INLINE_VALUE_LIMIT], |row| {
+                    let length: Option<i64> = row.get(1)?;
+                    if length.is_some_and(|length| length > INLINE_VALUE_LIMIT) {
+                        return Ok(None);
+                    }
+                    Ok(Some((blob(row, 0)?, row.get::<_, Option<i64>>(2)?)))
+                })
+                .optional()?;
+            Ok(match row {
+                None => Inline::Done(None),
+                Some(None) => Inline::Declined,
+                Some(Some(found)) => Inline::Done(Some(found)),
+            })
+        })?;
+        tokio::task::consume_budget().await;
+        Some(outcome)
+    }
+}
+
 /// The value of a row as bytes. Rows written by this store hold a BLOB; another writer's TEXT
 /// is its UTF-8 bytes and a number its decimal text (as SQLite's own `CAST(… AS BLOB)` gives
 /// them), so that the typed cache answers `Error::Decode` naming the key when they are not a
@@ -182,6 +218,11 @@ impl Backend for SqliteBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        if let Some(outcome) = self.read_point_inline(key).await {
+            return outcome
+                .map(|found| found.map(|(value, _)| value))
+                .map_err(|failure| map_sqlite_error("get", Some(key), failure));
+        }
         let owned = key.to_owned();
         self.workers
             .read(move |conn, now| {
@@ -442,6 +483,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Ttl)>> {
+        if let Some(outcome) = self.read_point_inline(key).await {
+            let now = now_millis();
+            return outcome
+                .map(|found| found.map(|(value, expires)| (value, ttl_at(expires, now))))
+                .map_err(|failure| map_sqlite_error("get_with_ttl", Some(key), failure));
+        }
         let owned = key.to_owned();
         self.workers
             .read(move |conn, now| {
@@ -741,7 +788,7 @@ mod tests {
         Bytes::copy_from_slice(text.as_bytes())
     }
 
-    /// A store whose two connections, one writer and one reader, hold strings of at most
+    /// A store whose three connections, a writer, a reader and an inline reader, hold strings of at most
     /// [`LIMIT`] bytes.
     async fn store_with_a_small_length_limit() -> SqliteBackend {
         let store = SqliteBackend::memory().readers(1).open().await.unwrap();
@@ -756,6 +803,12 @@ mod tests {
             .read(move |conn, _| conn.db.set_limit(Limit::SQLITE_LIMIT_LENGTH, limit))
             .await
             .unwrap();
+        // One reader thread, so one inline connection.
+        let inline = store.workers.read_inline(|conn, _| {
+            conn.db.set_limit(Limit::SQLITE_LIMIT_LENGTH, limit)?;
+            Ok(Inline::Done(()))
+        });
+        assert!(matches!(inline, Some(Ok(()))));
         store
     }
 

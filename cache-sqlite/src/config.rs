@@ -85,6 +85,7 @@ pub struct SqliteBackendBuilder {
     pub(crate) busy_timeout: Duration,
     pub(crate) readers: Option<usize>,
     pub(crate) mode: u32,
+    pub(crate) inline_reads: bool,
 }
 
 impl SqliteBackendBuilder {
@@ -96,6 +97,7 @@ impl SqliteBackendBuilder {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             readers: None,
             mode: DEFAULT_MODE,
+            inline_reads: true,
         }
     }
 
@@ -106,7 +108,8 @@ impl SqliteBackendBuilder {
     /// - `sqlite::memory:` (a fresh in-memory database for this handle),
     ///
     /// with optional query options `table=NAME`, `purge_interval=DURATION|off`,
-    /// `busy_timeout=DURATION`, `readers=N` and `mode=OCTAL` (see [`mode`](Self::mode)), in
+    /// `busy_timeout=DURATION`, `readers=N`, `inline_reads=true|false` (see
+    /// [`inline_reads`](Self::inline_reads)) and `mode=OCTAL` (see [`mode`](Self::mode)), in
     /// the grammar of every store URL ([`Options`]): a duration is a whole number and a unit,
     /// `ms`, `s`, `m` or `h`. `purge_interval` is at most [`MAX_PURGE_INTERVAL`] (`24h`), and
     /// `off` turns the background purge off; `busy_timeout` is at most [`MAX_BUSY_TIMEOUT`]
@@ -164,6 +167,9 @@ impl SqliteBackendBuilder {
         if let Some(readers) = options.number("readers", 1..=MAX_READERS)? {
             builder = builder.readers(readers);
         }
+        if let Some(inline) = options.flag("inline_reads")? {
+            builder = builder.inline_reads(inline);
+        }
         if let Some(mode) = options.text("mode") {
             builder = builder.mode(parse_mode(&mode)?);
         }
@@ -203,6 +209,25 @@ impl SqliteBackendBuilder {
     /// most four. Writes always go through one writer thread.
     pub fn readers(mut self, threads: usize) -> Self {
         self.readers = Some(threads);
+        self
+    }
+
+    /// Whether point reads (`get`, `get_with_ttl`) run on the calling task when they can;
+    /// default `true`.
+    ///
+    /// Handing a point read to a reader thread and back costs two thread wake-ups, several
+    /// times the read itself. An inline read is bounded so that it never holds the executor for
+    /// long: it uses one of a few connections of its own (one per two reader threads) only when
+    /// one is free; it never waits for a lock (another process's, or a memory database's writer);
+    /// it copies out a value of at most 16 KiB, and leaves a larger one to a reader thread; and
+    /// it descends the key's B-tree, a few pages, that a warm database serves from memory. A
+    /// database file whose pages are not in the operating system's cache pays one disk read
+    /// per page not there, as any file read would. Turn it off for a file on a slow or network
+    /// file system, where every read then goes to a reader thread. After an inline read the
+    /// task gives the scheduler a turn when its budget is spent, like any Tokio resource, so a
+    /// loop of cache hits cannot starve other tasks.
+    pub fn inline_reads(mut self, on: bool) -> Self {
+        self.inline_reads = on;
         self
     }
 
@@ -388,6 +413,12 @@ mod tests {
         assert_eq!(builder.purge_interval, Some(Duration::from_secs(90)));
         assert_eq!(builder.busy_timeout, Duration::from_millis(250));
         assert_eq!(builder.readers, Some(3));
+        assert!(builder.inline_reads, "inline reads are on by default");
+        for (text, expected) in [("true", true), ("false", false)] {
+            let url = format!("sqlite://a.db?inline_reads={text}");
+            let builder = SqliteBackendBuilder::from_url(&url).unwrap();
+            assert_eq!(builder.inline_reads, expected, "{url}");
+        }
         for (text, expected) in [
             ("15s", Some(Duration::from_secs(15))),
             ("10m", Some(Duration::from_secs(600))),
@@ -439,6 +470,8 @@ mod tests {
             "sqlite://a.db?readers=0",
             "sqlite://a.db?readers=1000",
             "sqlite://a.db?readers=two",
+            "sqlite://a.db?inline_reads=1",
+            "sqlite://a.db?inline_reads=off",
             "sqlite://a.db?mode=ro",
             "sqlite://%FF.db",
             "sqlite://50%.db",

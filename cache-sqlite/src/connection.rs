@@ -73,6 +73,22 @@ pub(crate) struct Settings {
     pub(crate) readers: usize,
     /// The permissions of a database file the writer creates.
     pub(crate) mode: u32,
+    /// Whether point reads may run on the calling task (`Workers::read_inline`).
+    pub(crate) inline_reads: bool,
+}
+
+impl Settings {
+    /// How many connections serve inline reads: one per two reader threads. When every one is
+    /// in use, concurrent reads go to the reader threads, which then overlap their SQLite work
+    /// with the tasks' decoding (64 tasks read 1.04× as fast as through reader threads alone,
+    /// where one inline connection per reader read 0.97×).
+    pub(crate) fn inline_connections(&self) -> usize {
+        if self.inline_reads {
+            self.readers.div_ceil(2)
+        } else {
+            0
+        }
+    }
 }
 
 /// A connection and the statements of its table.
@@ -160,6 +176,22 @@ impl Conn {
                 .pragma_update(None, "query_only", true)
                 .map_err(fail)?;
         }
+        Ok(conn)
+    }
+
+    /// A read-only connection for reads on the calling task: it never waits for a lock (a busy
+    /// timeout of zero), so a locked database answers busy at once and the read goes to a
+    /// reader thread instead.
+    pub(crate) fn open_inline(settings: &Settings, sql: Arc<Sql>) -> Result<Self, Error> {
+        let mut conn = Self::open(settings, sql, false)?;
+        conn.db
+            .busy_timeout(Duration::ZERO)
+            .map_err(|error| open_error(&settings.target.describe(), error))?;
+        conn.busy_timeout = Duration::ZERO;
+        // Prepared now, on a reader thread, rather than by the first inline read.
+        conn.db
+            .prepare_cached(&conn.sql.get_inline)
+            .map_err(|error| open_error(&settings.target.describe(), error))?;
         Ok(conn)
     }
 

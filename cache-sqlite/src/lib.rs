@@ -5,6 +5,8 @@ mod channel;
 mod config;
 mod connection;
 mod error;
+#[cfg(test)]
+mod inline_tests;
 mod queue;
 mod sql;
 mod worker;

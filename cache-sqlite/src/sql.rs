@@ -61,6 +61,10 @@ pub(crate) struct Sql {
     pub(crate) purge: String,
     pub(crate) take: String,
     pub(crate) get_with_ttl: String,
+    /// A point read bounded for the calling task: the value only when its length (read from
+    /// the record header, without loading overflow pages) is at most `?3`, then that length
+    /// and the expiry.
+    pub(crate) get_inline: String,
     pub(crate) get_many_with_ttl: String,
     pub(crate) scan_from: String,
     pub(crate) scan_range: String,
@@ -117,6 +121,10 @@ impl Sql {
             ),
             take: format!("DELETE FROM {t} WHERE key = ?1 RETURNING value, {live}"),
             get_with_ttl: format!("SELECT value, expires_at FROM {t} WHERE key = ?1 AND {live}"),
+            get_inline: format!(
+                "SELECT CASE WHEN octet_length(value) <= ?3 THEN value END, octet_length(value), \
+                 expires_at FROM {t} WHERE key = ?1 AND {live}"
+            ),
             get_many_with_ttl: format!(
                 "SELECT a.rowid, t.value, t.expires_at FROM rarray(?1) AS a CROSS JOIN {t} AS t \
                  ON t.key = a.value WHERE (t.expires_at IS NULL OR t.expires_at > ?2)"
