@@ -8,6 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::BenchResult;
+use crate::measure::Op;
 use crate::report::{Machine, Outcome, StoreReport, below_goal};
 
 const FONT: &str = "sans-serif";
@@ -58,7 +59,7 @@ pub fn draw(path: &Path, stores: &[StoreReport], machine: &Machine, mode: &str) 
         let colour = PALETTE[index % PALETTE.len()];
         match &store.outcome {
             Outcome::Measured { ops, .. } => {
-                for op in ops {
+                for op in ops.iter().filter(|op| !op.op.is_scale()) {
                     if let Some(ratio) = op.ratio() {
                         bars.push(Bar {
                             label: format!("{} · {}", store.name, op.op.label()),
@@ -176,12 +177,132 @@ pub fn draw(path: &Path, stores: &[StoreReport], machine: &Machine, mode: &str) 
     Ok(())
 }
 
+/// Draws the scale series into a PNG at `path`: facade/raw against the batch size (left) and
+/// against the number of concurrent tasks (right), one line per store. `false` when no scale
+/// operation ran, and nothing is drawn.
+pub fn draw_scale(
+    path: &Path,
+    stores: &[StoreReport],
+    machine: &Machine,
+    mode: &str,
+) -> BenchResult<bool> {
+    register_font()?;
+    let mut lines: Vec<(&str, RGBColor, Vec<(usize, f64)>, Vec<(usize, f64)>)> = Vec::new();
+    for store in stores {
+        let Outcome::Measured { ops, .. } = &store.outcome else {
+            continue;
+        };
+        let (mut batches, mut tasks) = (Vec::new(), Vec::new());
+        for op in ops {
+            let Some(ratio) = op.ratio() else { continue };
+            for (position, wanted) in Op::SCALE.iter().enumerate() {
+                if op.op == *wanted {
+                    match wanted {
+                        Op::BatchOf(_) => batches.push((position, ratio.median)),
+                        _ => tasks.push((position - 5, ratio.median)),
+                    }
+                }
+            }
+        }
+        if !batches.is_empty() || !tasks.is_empty() {
+            let colour = PALETTE[lines.len() % PALETTE.len()];
+            lines.push((store.name, colour, batches, tasks));
+        }
+    }
+    if lines.is_empty() {
+        return Ok(false);
+    }
+    let root = BitMapBackend::new(path, (WIDTH, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "cachette: facade / raw driver as the work grows ({mode} run, {}, {} cores)",
+        machine.date, machine.cores
+    );
+    let root = root.titled(&title, (FONT, 20))?;
+    let panels = root.split_evenly((1, 2));
+    let y_max = lines
+        .iter()
+        .flat_map(|(_, _, batches, tasks)| batches.iter().chain(tasks).map(|(_, ratio)| *ratio))
+        .fold(1.2_f64, f64::max)
+        .min(3.0)
+        * 1.05;
+    let panel_specs: [(&str, &[&str]); 2] = [
+        ("get_many of N keys", &["1", "10", "100", "1,000", "10,000"]),
+        ("get from N tasks", &["1", "8", "64", "256"]),
+    ];
+    for (panel_index, (panel, (x_desc, ticks))) in panels.iter().zip(panel_specs).enumerate() {
+        let mut chart = ChartBuilder::on(panel)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-0.3_f64..(ticks.len() as f64 - 0.7), 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+            .x_labels(ticks.len())
+            .x_label_formatter(&|x| {
+                let rounded = x.round();
+                if (x - rounded).abs() < 0.01 && rounded >= 0.0 {
+                    ticks
+                        .get(rounded as usize)
+                        .map(|t| (*t).to_owned())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(x_desc)
+            .y_desc("facade ÷ raw")
+            .y_label_formatter(&|y| format!("{y:.2}"))
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
+            .draw()?;
+        for (y, colour) in [(1.0, BLACK), (GOAL, RED)] {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(-0.3, y), (ticks.len() as f64 - 0.7, y)],
+                colour.stroke_width(1),
+            )))?;
+        }
+        for (name, colour, batches, tasks) in &lines {
+            let points: Vec<(f64, f64)> = if panel_index == 0 { batches } else { tasks }
+                .iter()
+                .map(|(x, ratio)| (*x as f64, ratio.min(y_max)))
+                .collect();
+            let colour = *colour;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    points.clone(),
+                    colour.stroke_width(2),
+                )))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+            chart.draw_series(
+                points
+                    .into_iter()
+                    .map(|point| Circle::new(point, 3, colour.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xaa, 0xaa, 0xaa))
+            .label_font((FONT, 13))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::measure::{Op, Sample};
+    use crate::measure::Sample;
     use crate::report::{OpResult, PeerCell};
 
     fn samples(rate: f64) -> Vec<Sample> {
@@ -198,6 +319,11 @@ mod tests {
     fn the_chart_is_a_png_drawn_with_the_embedded_font_whatever_the_ratios() {
         let ops = [(Op::Get, 0.9), (Op::Set, 1.0), (Op::ConcurrentGet, 3.9)]
             .into_iter()
+            .chain(
+                Op::SCALE
+                    .into_iter()
+                    .zip([0.8, 0.9, 1.0, 1.1, 0.97, 1.0, 1.2, 0.9, 5.0]),
+            )
             .map(|(op, ratio)| OpResult {
                 op,
                 facade: samples(1000.0 * ratio),
@@ -229,5 +355,11 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
         assert!(png.len() > 10_000, "{} bytes: an empty picture?", png.len());
+        assert!(draw_scale(&path, &stores, &Machine::detect(), "quick").unwrap());
+        let png = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert!(png.len() > 10_000, "{} bytes: an empty picture?", png.len());
+        assert!(!draw_scale(&path, &stores[1..], &Machine::detect(), "quick").unwrap());
     }
 }

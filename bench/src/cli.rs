@@ -28,7 +28,10 @@ OPTIONS:
                    memory-local-arc, sqlite-local, redis-local, postgres-local (local: all five);
                    and other serializers against CBOR: memory-msgpack, memory-json,
                    sqlite-msgpack, sqlite-json (serializers: all four)
-    --ops LIST     run only these operations: get, set, get_many, set_many, get64
+    --ops LIST     run only these operations: get, set, get_many, set_many, get64, and
+                   scale: get_many of 1, 10, 100, 1,000 and 10,000 keys and get from 1, 8,
+                   64 and 256 tasks, on memory, sqlite, redis and postgres-unlogged only
+                   [default: all of them]
     --calls N      every slice makes N calls instead of running for a time (for profilers
                    such as callgrind, which slow calls too much for time slices)
     -h, --help     this text
@@ -233,12 +236,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 let list = args.next().ok_or("--ops needs a list of operations")?;
                 let mut chosen = Vec::new();
                 for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if name == "scale" {
+                        chosen.extend(Op::SCALE);
+                        continue;
+                    }
                     let op = Op::ALL
                         .into_iter()
                         .find(|op| op.name() == name)
                         .ok_or_else(|| {
                             format!(
-                                "unknown operation {name:?} for --ops (known: {})",
+                                "unknown operation {name:?} for --ops (known: {}, scale)",
                                 Op::ALL.map(Op::name).join(", ")
                             )
                         })?;
@@ -273,7 +280,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         quick,
         out,
         only: only.unwrap_or_else(|| STORE_NAMES.to_vec()),
-        ops: ops.unwrap_or_else(|| Op::ALL.to_vec()),
+        ops: ops.unwrap_or_else(|| Op::ALL.into_iter().chain(Op::SCALE).collect()),
         calls,
     }))
 }
@@ -338,8 +345,14 @@ mod tests {
         let Ok(Command::Run(options)) = parse_words("") else {
             panic!("no arguments must run");
         };
-        assert_eq!(options.ops, Op::ALL.to_vec());
+        assert_eq!(options.ops[..5], Op::ALL);
+        assert_eq!(options.ops[5..], Op::SCALE);
         assert_eq!(options.budget(), Budget::For(Duration::from_millis(250)));
+        let Ok(Command::Run(options)) = parse_words("--ops get64,scale") else {
+            panic!("--ops scale must run");
+        };
+        assert_eq!(options.ops[0], Op::ConcurrentGet);
+        assert_eq!(options.ops[1..], Op::SCALE);
     }
 
     #[test]

@@ -148,8 +148,20 @@ async fn run(options: Options) -> BenchResult<bool> {
         machine.cores, machine.cpu
     );
 
-    let selected = STORES.iter().filter(|(key, _)| options.runs(key)).count();
-    let total_steps = selected * options.ops.len();
+    let ops_of = |key: &str| -> Vec<measure::Op> {
+        let scaled = measure::SCALE_STORES.contains(&key);
+        options
+            .ops
+            .iter()
+            .copied()
+            .filter(|op| scaled || !op.is_scale())
+            .collect()
+    };
+    let total_steps: usize = STORES
+        .iter()
+        .filter(|(key, _)| options.runs(key))
+        .map(|(key, _)| ops_of(key).len())
+        .sum();
     let mut step = 0;
     let mut reports = Vec::new();
     let mut round_trips: Vec<RoundTripRow> = Vec::new();
@@ -167,9 +179,10 @@ async fn run(options: Options) -> BenchResult<bool> {
             continue;
         }
         eprintln!("[{name}] setting up and preloading 10,000 keys per contender");
+        let ops = ops_of(key);
         let outcome = match stores::setup(key, &workload).await {
             Err(outcome) => {
-                step += options.ops.len();
+                step += ops.len();
                 if let Outcome::Skipped { reason } = &outcome {
                     eprintln!("[{name}] SKIPPED: {reason}");
                 } else if let Outcome::NotBuilt { feature } = &outcome {
@@ -195,7 +208,7 @@ async fn run(options: Options) -> BenchResult<bool> {
                     peer: peer.as_ref().map(|peer| peer.contender.as_ref()),
                 };
                 let measured =
-                    measure_store(&options, name, &contenders, &mut step, total_steps).await;
+                    measure_store(&options, &ops, name, &contenders, &mut step, total_steps).await;
                 if let Err(error) = cleanup.await {
                     eprintln!("[{name}] clean-up failed: {error}");
                 }
@@ -284,6 +297,9 @@ async fn run(options: Options) -> BenchResult<bool> {
     let png = options.out.join("ratios.png");
     chart::draw(&png, &reports, &machine, mode)
         .map_err(|error| format!("cannot draw {}: {error}", png.display()))?;
+    let scale_png = options.out.join("scale.png");
+    chart::draw_scale(&scale_png, &reports, &machine, mode)
+        .map_err(|error| format!("cannot draw {}: {error}", scale_png.display()))?;
     println!("{markdown}");
     eprintln!(
         "cachette-bench: wrote {} and {} in {:.0} s",
@@ -321,13 +337,14 @@ struct Contenders<'a> {
 /// to round so that none always runs first.
 async fn measure_store(
     options: &Options,
+    ops: &[measure::Op],
     name: &str,
     bench: &Contenders<'_>,
     step: &mut usize,
     total_steps: usize,
 ) -> BenchResult<Vec<OpResult>> {
-    let mut results = Vec::with_capacity(options.ops.len());
-    for &op in &options.ops {
+    let mut results = Vec::with_capacity(ops.len());
+    for &op in ops {
         *step += 1;
         let began = Instant::now();
         let mut contenders: Vec<&dyn Contender> = vec![bench.facade, bench.raw];

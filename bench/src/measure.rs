@@ -22,6 +22,10 @@ pub enum Op {
     SetMany,
     /// `get` of present keys from 64 concurrent tasks.
     ConcurrentGet,
+    /// The scale series: `get_many` of this many present keys.
+    BatchOf(usize),
+    /// The scale series: `get` of present keys from this many concurrent tasks.
+    TasksOf(usize),
 }
 
 impl Op {
@@ -34,18 +38,35 @@ impl Op {
         Op::ConcurrentGet,
     ];
 
+    /// The scale series, run on the stores of [`SCALE_STORES`]: batches of 1 to 10,000 keys,
+    /// then 1 to 256 concurrent tasks.
+    pub const SCALE: [Op; 9] = [
+        Op::BatchOf(1),
+        Op::BatchOf(10),
+        Op::BatchOf(100),
+        Op::BatchOf(1_000),
+        Op::BatchOf(10_000),
+        Op::TasksOf(1),
+        Op::TasksOf(8),
+        Op::TasksOf(64),
+        Op::TasksOf(256),
+    ];
+
     /// The name in tables and progress lines.
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> String {
         match self {
-            Op::Get => "get",
-            Op::Set => "set (TTL)",
-            Op::GetMany => "get_many 100",
-            Op::SetMany => "set_many 100 (TTL)",
-            Op::ConcurrentGet => "get, 64 tasks",
+            Op::Get => "get".to_owned(),
+            Op::Set => "set (TTL)".to_owned(),
+            Op::GetMany => "get_many 100".to_owned(),
+            Op::SetMany => "set_many 100 (TTL)".to_owned(),
+            Op::ConcurrentGet => "get, 64 tasks".to_owned(),
+            Op::BatchOf(keys) => format!("get_many {keys}"),
+            Op::TasksOf(1) => "get, 1 task".to_owned(),
+            Op::TasksOf(tasks) => format!("get, {tasks} tasks"),
         }
     }
 
-    /// The name `--ops` knows it by.
+    /// The name `--ops` knows it by (`scale` for the whole series).
     pub fn name(self) -> &'static str {
         match self {
             Op::Get => "get",
@@ -53,18 +74,28 @@ impl Op {
             Op::GetMany => "get_many",
             Op::SetMany => "set_many",
             Op::ConcurrentGet => "get64",
+            Op::BatchOf(_) | Op::TasksOf(_) => "scale",
         }
+    }
+
+    /// Whether the operation belongs to the scale series.
+    pub fn is_scale(self) -> bool {
+        matches!(self, Op::BatchOf(_) | Op::TasksOf(_))
     }
 
     /// What one counted unit is: batch operations count keys, so that their rate reads next to
     /// single-key rates.
     pub fn unit(self) -> &'static str {
         match self {
-            Op::GetMany | Op::SetMany => "keys/s",
-            Op::Get | Op::Set | Op::ConcurrentGet => "ops/s",
+            Op::GetMany | Op::SetMany | Op::BatchOf(_) => "keys/s",
+            Op::Get | Op::Set | Op::ConcurrentGet | Op::TasksOf(_) => "ops/s",
         }
     }
 }
+
+/// The `--only` names of the stores the scale series runs on: one row per store kind (the
+/// layered and featured rows would repeat their store's series).
+pub const SCALE_STORES: [&str; 4] = ["memory", "sqlite", "redis", "postgres-unlogged"];
 
 /// One way of doing the workload's operations: the facade over a store, the store's raw driver,
 /// or a peer library. Key arguments are indices into the workload.
@@ -168,8 +199,8 @@ impl<T: Target> Timed<T> {
 impl<T: Target> Contender for Timed<T> {
     fn supports(&self, op: Op) -> bool {
         match op {
-            Op::GetMany | Op::SetMany => T::BATCHES,
-            Op::Get | Op::Set | Op::ConcurrentGet => true,
+            Op::GetMany | Op::SetMany | Op::BatchOf(_) => T::BATCHES,
+            Op::Get | Op::Set | Op::ConcurrentGet | Op::TasksOf(_) => true,
         }
     }
 
@@ -184,9 +215,11 @@ impl<T: Target> Contender for Timed<T> {
             match op {
                 Op::Get => single(target, workload, budget, start, true).await,
                 Op::Set => single(target, workload, budget, start, false).await,
-                Op::GetMany => batches(target, workload, budget, start, true).await,
-                Op::SetMany => batches(target, workload, budget, start, false).await,
-                Op::ConcurrentGet => concurrent(target, workload, budget, start).await,
+                Op::GetMany => batches(target, workload, budget, start, BATCH, true).await,
+                Op::SetMany => batches(target, workload, budget, start, BATCH, false).await,
+                Op::ConcurrentGet => concurrent(target, workload, budget, start, TASKS).await,
+                Op::BatchOf(keys) => batches(target, workload, budget, start, keys, true).await,
+                Op::TasksOf(tasks) => concurrent(target, workload, budget, start, tasks).await,
             }
         })
     }
@@ -252,12 +285,14 @@ async fn batches<T: Target>(
     workload: &SharedWorkload,
     budget: Budget,
     start: usize,
+    size: usize,
     read: bool,
 ) -> BenchResult<Sample> {
     // The batches are cut before the clock starts: building the key list is the caller's
     // business, not the contender's.
-    let runs: Vec<Vec<usize>> = (0..KEYS / BATCH)
-        .map(|batch| workload.run_of(start + batch * BATCH, BATCH))
+    let size = size.clamp(1, KEYS);
+    let runs: Vec<Vec<usize>> = (0..KEYS / size)
+        .map(|batch| workload.run_of(start + batch * size, size))
         .collect();
     let (mut units, mut misses, mut calls) = (0_u64, 0_u64, 0_u64);
     let began = Instant::now();
@@ -287,16 +322,18 @@ async fn concurrent<T: Target>(
     workload: &SharedWorkload,
     budget: Budget,
     start: usize,
+    count: usize,
 ) -> BenchResult<Sample> {
     let stride = stride::<T>();
-    let budget = budget.share(TASKS);
-    let ready = Arc::new(tokio::sync::Barrier::new(TASKS + 1));
+    let count = count.max(1);
+    let budget = budget.share(count);
+    let ready = Arc::new(tokio::sync::Barrier::new(count + 1));
     let (began_tx, began_rx) = tokio::sync::watch::channel(None::<Instant>);
-    let mut tasks = Vec::with_capacity(TASKS);
-    for task in 0..TASKS {
+    let mut tasks = Vec::with_capacity(count);
+    for task in 0..count {
         let (target, workload, ready) = (target.clone(), Arc::clone(workload), Arc::clone(&ready));
         let mut began_rx = began_rx.clone();
-        let first = start + task * (KEYS / TASKS);
+        let first = start + task * (KEYS / count);
         tasks.push(tokio::spawn(async move {
             ready.wait().await;
             let began = *began_rx

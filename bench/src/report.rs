@@ -298,7 +298,7 @@ pub fn table(stores: &[StoreReport]) -> String {
     for store in stores {
         match &store.outcome {
             Outcome::Measured { ops, .. } => {
-                for op in ops {
+                for op in ops.iter().filter(|op| !op.op.is_scale()) {
                     let peer = match &op.peer {
                         PeerCell::None => String::new(),
                         PeerCell::Unsupported => "no batch API".to_owned(),
@@ -336,6 +336,83 @@ pub fn table(stores: &[StoreReport]) -> String {
                 );
             }
         }
+    }
+    out
+}
+
+/// The scale tables: per store, facade/raw and both rates for `get_many` of 1 to 10,000 keys and
+/// for `get` from 1 to 256 tasks; empty when no scale operation ran.
+pub fn scale_tables(stores: &[StoreReport]) -> String {
+    let measured: Vec<(&str, &[OpResult])> = stores
+        .iter()
+        .filter_map(|store| match &store.outcome {
+            Outcome::Measured { ops, .. } if ops.iter().any(|op| op.op.is_scale()) => {
+                Some((store.name, ops.as_slice()))
+            }
+            _ => None,
+        })
+        .collect();
+    if measured.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    for (title, batch) in [
+        ("`get_many` of N keys (keys/s)", true),
+        ("`get` from N concurrent tasks (ops/s)", false),
+    ] {
+        let series: Vec<Op> = Op::SCALE
+            .into_iter()
+            .filter(|op| matches!(op, Op::BatchOf(_)) == batch)
+            .collect();
+        let _ = writeln!(out, "{title}, facade/raw, then facade / raw rates:\n");
+        out.push_str("| store |");
+        for op in &series {
+            let n = match op {
+                Op::BatchOf(n) | Op::TasksOf(n) => *n,
+                _ => 0,
+            };
+            let _ = write!(out, " N = {} |", thousands(n));
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---|".repeat(series.len()));
+        out.push('\n');
+        for (name, ops) in &measured {
+            let _ = write!(out, "| {name} |");
+            for wanted in &series {
+                match ops.iter().find(|op| op.op == *wanted) {
+                    Some(op) => {
+                        let rate = |samples: &[Sample]| {
+                            rates(samples).map_or_else(|| "—".to_owned(), |s| human(s.median))
+                        };
+                        let ratio = op.ratio().map_or_else(
+                            || "—".to_owned(),
+                            |s| {
+                                let flag = if below_goal(s.median) { " ⚠" } else { "" };
+                                format!("**{:.2}**{flag}", s.median)
+                            },
+                        );
+                        let _ =
+                            write!(out, " {ratio} · {} / {} |", rate(&op.facade), rate(&op.raw));
+                    }
+                    None => out.push_str(" — |"),
+                }
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `10000` as `10,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
     }
     out
 }
@@ -409,6 +486,15 @@ pub fn markdown(
             }
             out.push('\n');
         }
+    }
+    let scale = scale_tables(stores);
+    if !scale.is_empty() {
+        out.push_str("\n## Scale: batch sizes and concurrent tasks\n\n");
+        out.push_str(&scale);
+        out.push_str(
+            "The same facade and raw contenders as the table above, on one store row of each \
+             kind; `scale.png` draws the ratios.\n",
+        );
     }
     out.push_str("\n## Server round trips per batch of 1,000 keys\n\n");
     if round_trips.is_empty() {
