@@ -177,6 +177,9 @@ pub fn draw(path: &Path, stores: &[StoreReport], machine: &Machine, mode: &str) 
     Ok(())
 }
 
+/// One store's scale series: name, colour, (position, ratio) over batch sizes and over tasks.
+type ScaleLine<'a> = (&'a str, RGBColor, Vec<(usize, f64)>, Vec<(usize, f64)>);
+
 /// Draws the scale series into a PNG at `path`: facade/raw against the batch size (left) and
 /// against the number of concurrent tasks (right), one line per store. `false` when no scale
 /// operation ran, and nothing is drawn.
@@ -187,7 +190,7 @@ pub fn draw_scale(
     mode: &str,
 ) -> BenchResult<bool> {
     register_font()?;
-    let mut lines: Vec<(&str, RGBColor, Vec<(usize, f64)>, Vec<(usize, f64)>)> = Vec::new();
+    let mut lines: Vec<ScaleLine<'_>> = Vec::new();
     for store in stores {
         let Outcome::Measured { ops, .. } = &store.outcome else {
             continue;
