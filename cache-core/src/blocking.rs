@@ -271,6 +271,14 @@ where
         self.call(self.inner.get_many(keys))
     }
 
+    /// See [`crate::Cache::get_many_vec`].
+    pub fn get_many_vec<K: AsRef<str> + Send>(
+        &self,
+        keys: impl IntoIterator<Item = K> + Send,
+    ) -> Result<Vec<Option<V>>> {
+        self.call(self.inner.get_many_vec(keys))
+    }
+
     /// See [`crate::Cache::set`].
     pub fn set(&self, key: &str, value: &V) -> Result<()> {
         self.call(self.inner.set(key, value))

@@ -82,4 +82,6 @@ pub enum FacadeBug {
     LocalBusPerCache,
     /// `get_many` asks the store for every key, held or not.
     GetManyBypassesTier,
+    /// `get_many_vec` answers the values it found in a row, dropping the places of the misses.
+    GetManyVecCompactsMisses,
 }

@@ -75,4 +75,5 @@ bug_tests! {
     local_fill_ignores_races: LocalFillIgnoresRaces => a_read_racing_a_write_keeps_no_stale_copy;
     local_bus_per_cache: LocalBusPerCache => caches_over_one_handle_see_each_others_writes;
     get_many_bypasses_tier: GetManyBypassesTier => get_many_asks_the_store_only_for_keys_not_held;
+    get_many_vec_compacts_misses: GetManyVecCompactsMisses => get_many_vec_answers_in_the_callers_order;
 }

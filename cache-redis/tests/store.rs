@@ -243,6 +243,13 @@ async fn keys_of_another_type_are_present_but_hold_no_value(
         .expect("get_many with the Miss policy");
     assert_eq!(found.len(), 1);
     assert_eq!(found["string"], "v");
+    // In order, each refused key keeps its place as a miss.
+    let placed = lenient
+        .get_many_vec(["list", "string", "hash", "absent", "string"])
+        .await
+        .expect("get_many_vec with the Miss policy");
+    let v = Some("v".to_owned());
+    assert_eq!(placed, vec![None, v.clone(), None, None, v]);
     let loaded = strict
         .get_or_insert_with("hash", || async {
             Ok::<_, std::io::Error>("fresh".to_owned())

@@ -178,6 +178,15 @@ where
         verb!(self, |cache| cache.get_many(&keys), move (keys) cache.get_many(&keys))
     }
 
+    /// See [`Cache::get_many_vec`].
+    pub async fn get_many_vec<K: AsRef<str>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<V>>> {
+        let keys = owned(keys);
+        verb!(self, |cache| cache.get_many_vec(&keys), move (keys) cache.get_many_vec(&keys))
+    }
+
     /// See [`Cache::set`].
     pub async fn set(&self, key: &str, value: &V) -> Result<()> {
         let (key, value) = (key.to_owned(), value.clone());

@@ -87,6 +87,30 @@ pub async fn get_many_answers_with_the_callers_keys(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// `get_many_vec` answers in the caller's order, `None` in the place of each miss, a key asked
+/// twice twice.
+pub async fn get_many_vec_answers_in_the_callers_order(ctx: Ctx) -> Result<()> {
+    let cache = ctx.builder::<Doc>().prefix(ctx.key("p:")).under_test(&ctx);
+    cache.set_many([("a", &doc(1)), ("b", &doc(2))]).await?;
+    let found = cache.get_many_vec(["a", "missing", "b", "a"]).await?;
+    assert_eq!(found, vec![Some(doc(1)), None, Some(doc(2)), Some(doc(1))]);
+    assert_eq!(
+        cache.get_many_vec(["missing", "a"]).await?,
+        vec![None, Some(doc(1))]
+    );
+    assert!(cache.get_many_vec(Vec::<String>::new()).await?.is_empty());
+    let many: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    cache
+        .set_many(many.iter().step_by(2).map(|key| (key, doc(7))))
+        .await?;
+    let answers = cache.get_many_vec(&many).await?;
+    assert_eq!(answers.len(), 300);
+    for (index, answer) in answers.iter().enumerate() {
+        assert_eq!(answer.is_some(), index % 2 == 0, "k{index}");
+    }
+    Ok(())
+}
+
 /// The default CBOR serializer round-trips structured values.
 pub async fn cbor_values_round_trip(ctx: Ctx) -> Result<()> {
     let cache = ctx.cache::<Doc>();

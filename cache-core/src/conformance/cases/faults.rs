@@ -98,3 +98,26 @@ pub async fn decode_policy_miss_leaves_undecodable_entries_out_of_batches(ctx: C
     assert!(matches!(cache.get("b").await, Err(Error::Decode { key, .. }) if key == "b"));
     Ok(())
 }
+
+/// `get_many_vec` keeps every answer in its place: under [`DecodePolicy::Miss`] an entry that
+/// does not decode is `None` where it was asked, and without it the call fails naming the key.
+pub async fn get_many_vec_keeps_places_when_an_entry_does_not_decode(ctx: Ctx) -> Result<()> {
+    let lenient = ctx
+        .builder::<Doc>()
+        .serializer(Json)
+        .decode_policy(DecodePolicy::Miss)
+        .under_test(&ctx);
+    lenient.set("a", &doc(1)).await?;
+    lenient.set("c", &doc(3)).await?;
+    plant(&ctx, "b", b"{\"id\": ").await?;
+    let found = lenient
+        .get_many_vec(["a", "b", "missing", "c", "b"])
+        .await?;
+    assert_eq!(found, vec![Some(doc(1)), None, None, Some(doc(3)), None]);
+    let strict = ctx.builder::<Doc>().serializer(Json).under_test(&ctx);
+    match strict.get_many_vec(["a", "b"]).await {
+        Err(Error::Decode { key, .. }) => assert_eq!(key, "b"),
+        other => panic!("expected Error::Decode, got {other:?}"),
+    }
+    Ok(())
+}
