@@ -161,15 +161,15 @@ pub struct CacheBuilder<V, S = Cbor> {
 /// How a local tier clones a held value for [`Cache::get`].
 type CloneFn<V> = fn(&V) -> V;
 
+/// A batch read under way: the store's answers, positionally.
+type Answers<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<Vec<T>>> + Send + 'a>>;
+
 /// One of the store's batch reads, for [`Cache::fetch_many_with`].
 trait BatchRead {
     /// What the store answers per key.
     type Answer;
     /// Asks `backend` for `keys`, positionally.
-    fn ask<'a>(
-        backend: &'a dyn Backend,
-        keys: &'a [String],
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Self::Answer>>> + Send + 'a>>;
+    fn ask<'a>(backend: &'a dyn Backend, keys: &'a [String]) -> Answers<'a, Self::Answer>;
 }
 
 /// [`Backend::get_many`].
@@ -177,10 +177,7 @@ struct ReadBytes;
 
 impl BatchRead for ReadBytes {
     type Answer = Option<Bytes>;
-    fn ask<'a>(
-        backend: &'a dyn Backend,
-        keys: &'a [String],
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Self::Answer>>> + Send + 'a>> {
+    fn ask<'a>(backend: &'a dyn Backend, keys: &'a [String]) -> Answers<'a, Self::Answer> {
         backend.get_many(keys)
     }
 }
@@ -190,10 +187,7 @@ struct ReadWithTtl;
 
 impl BatchRead for ReadWithTtl {
     type Answer = Option<(Bytes, Ttl)>;
-    fn ask<'a>(
-        backend: &'a dyn Backend,
-        keys: &'a [String],
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Self::Answer>>> + Send + 'a>> {
+    fn ask<'a>(backend: &'a dyn Backend, keys: &'a [String]) -> Answers<'a, Self::Answer> {
         backend.get_many_with_ttl(keys)
     }
 }
