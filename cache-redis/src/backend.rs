@@ -16,6 +16,7 @@ use redis::{Cmd, Pipeline, RedisError, Value};
 
 use crate::channel::RedisChannel;
 use crate::cluster::{Node, NodeBatch, Topology};
+use crate::coalesce::Coalescer;
 use crate::config::RedisConfig;
 use crate::core::{Core, STORE, foreign_type};
 
@@ -92,6 +93,8 @@ const MAX_KEYS_PER_UNLINK: usize = 10_000;
 /// ```
 pub struct RedisBackend {
     core: Arc<Core>,
+    /// Concurrent `get`s of a standalone server, sent as one `MGET`.
+    gets: Coalescer,
     /// Invalidations for local tiers, over Redis pub/sub.
     bus: Arc<InvalidationBus>,
 }
@@ -118,7 +121,11 @@ impl RedisBackend {
     pub(crate) async fn with_config(config: RedisConfig) -> Result<Self> {
         let core = Arc::new(Core::connect(config).await?);
         let bus = InvalidationBus::with_transport(Arc::new(RedisChannel::new(Arc::clone(&core))));
-        Ok(Self { core, bus })
+        Ok(Self {
+            core,
+            gets: Coalescer::default(),
+            bus,
+        })
     }
 
     /// The configuration the store was opened with.
@@ -394,6 +401,9 @@ impl Backend for RedisBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        if !self.core.is_cluster() {
+            return self.gets.get(&self.core, key).await;
+        }
         self.core
             .query("get", Some(key), redis::cmd("GET").arg(key))
             .await

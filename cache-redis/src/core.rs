@@ -435,7 +435,7 @@ impl Core {
         }
     }
 
-    fn timed_out(&self, operation: &'static str, key: Option<&str>) -> Error {
+    pub(crate) fn timed_out(&self, operation: &'static str, key: Option<&str>) -> Error {
         // A node that stopped answering may have been replaced: look at the slot map again.
         if self.is_cluster() {
             self.forget_topology();

@@ -4,6 +4,7 @@
 mod backend;
 mod channel;
 mod cluster;
+mod coalesce;
 mod config;
 mod core;
 mod routing;
