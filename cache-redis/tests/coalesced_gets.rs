@@ -115,7 +115,7 @@ async fn cancelled_callers_never_leave_the_others_waiting() {
         tokio::task::yield_now().await;
         // Abort a different share of the callers each round, openers among them.
         for (index, task) in tasks.iter().enumerate() {
-            if (index as u64 + round) % 3 == 0 {
+            if (index as u64 + round).is_multiple_of(3) {
                 task.abort();
             }
         }
