@@ -84,15 +84,7 @@ async fn inline_read_rows(
     };
     let inline: Cache<DidDoc> = Cache::builder(Arc::new(open(true).await?)).build();
     let handed: Cache<DidDoc> = Cache::builder(Arc::new(open(false).await?)).build();
-    let sample: Arc<Vec<String>> = Arc::new(workload.keys[..CALLS].to_vec());
-    inline
-        .set_many(
-            sample
-                .iter()
-                .zip(&workload.docs)
-                .map(|(key, doc)| (key.as_str(), doc)),
-        )
-        .await?;
+    let sample = Arc::new(write_sample(&inline, workload).await?);
     async fn one_task(cache: &Cache<DidDoc>, keys: &[String]) -> BenchResult<f64> {
         let began = Instant::now();
         for key in keys {
@@ -174,15 +166,7 @@ async fn blocking_row(
     let cache: Cache<DidDoc> = Cache::builder(Arc::clone(opened.backend()))
         .prefix(prefix)
         .build();
-    let sample: Vec<String> = workload.keys[..CALLS].to_vec();
-    cache
-        .set_many(
-            sample
-                .iter()
-                .zip(&workload.docs)
-                .map(|(key, doc)| (key.as_str(), doc)),
-        )
-        .await?;
+    let sample = write_sample(&cache, workload).await?;
     let (mut blocking, mut asynchronous) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
         let (sync, keys) = (sync.clone(), sample.clone());
@@ -713,6 +697,23 @@ async fn lock_rows(
     plain.clear().await?;
     backend.clear_prefix(&prefix).await?;
     Ok(rows)
+}
+
+/// Writes the workload's first [`CALLS`] keys through `cache`; returns them.
+async fn write_sample(
+    cache: &Cache<DidDoc>,
+    workload: &SharedWorkload,
+) -> BenchResult<Vec<String>> {
+    let sample: Vec<String> = workload.keys[..CALLS].to_vec();
+    cache
+        .set_many(
+            sample
+                .iter()
+                .zip(&workload.docs)
+                .map(|(key, doc)| (key.as_str(), doc)),
+        )
+        .await?;
+    Ok(sample)
 }
 
 fn found(present: bool) -> BenchResult<()> {

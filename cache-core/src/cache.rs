@@ -758,26 +758,30 @@ impl<V: Send + Sync + 'static> Cache<V> {
         let prefix_len = self.inner.prefix.len();
         for (mut key, value) in full_keys.into_iter().zip(values) {
             let Some(bytes) = value else { continue };
-            match self.inner.serializer.decode(bytes) {
-                Ok(value) => {
-                    // The caller's key is the full key without the prefix: cut it in place
-                    // rather than allocate a copy per key found.
-                    key.replace_range(..prefix_len, "");
-                    found.insert(key, value);
-                }
-                Err(source) => {
-                    let error = Error::Decode {
-                        key: key[prefix_len..].to_owned(),
-                        source,
-                    };
-                    self.report_decode(&error, as_miss);
-                    if !as_miss {
-                        return Err(error);
-                    }
-                }
+            if let Some(value) = self.decode_plain(&key[prefix_len..], bytes, as_miss)? {
+                // The caller's key is the full key without the prefix: cut it in place rather
+                // than allocate a copy per key found.
+                key.replace_range(..prefix_len, "");
+                found.insert(key, value);
             }
         }
         Ok(found)
+    }
+
+    /// One value of a plain batch read, decoded: `None` for bytes that are not a `V` under
+    /// `as_miss` (reported as a miss), else such bytes fail the call naming the caller's `key`.
+    fn decode_plain(&self, key: &str, bytes: Bytes, as_miss: bool) -> Result<Option<V>> {
+        match self.inner.serializer.decode(bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(source) => {
+                let error = Error::Decode {
+                    key: key.to_owned(),
+                    source,
+                };
+                self.report_decode(&error, as_miss);
+                if as_miss { Ok(None) } else { Err(error) }
+            }
+        }
     }
 
     /// [`Cache::get_many_plain`] in the order of `full_keys`, into `values`; returns how many
@@ -804,19 +808,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         for (index, (full_key, answer)) in keys.iter().zip(answers).enumerate() {
             let Some(bytes) = answer else { continue };
             let position = if as_miss { positions[index] } else { index };
-            match self.inner.serializer.decode(bytes) {
-                Ok(value) => values[position] = Some(value),
-                Err(source) => {
-                    let error = Error::Decode {
-                        key: full_key[prefix_len..].to_owned(),
-                        source,
-                    };
-                    self.report_decode(&error, as_miss);
-                    if !as_miss {
-                        return Err(error);
-                    }
-                }
-            }
+            values[position] = self.decode_plain(&full_key[prefix_len..], bytes, as_miss)?;
         }
         Ok(values.len())
     }
