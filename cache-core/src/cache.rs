@@ -695,7 +695,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> cache_core::Result<()> {
-    /// # let store = cache_core::testing::ReferenceBackend::new();
+    /// # let store = std::sync::Arc::new(cache_core::testing::ReferenceBackend::default());
     /// let cache: cache_core::Cache<u32> = cache_core::Cache::builder(store).build();
     /// cache.set("a", &1).await?;
     /// assert_eq!(cache.get_many_vec(["a", "b", "a"]).await?, vec![Some(1), None, Some(1)]);
