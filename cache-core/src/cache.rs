@@ -708,12 +708,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         let full_keys = self.full_keys(keys)?;
         let as_miss = self.inner.decode_policy == DecodePolicy::Miss;
         if self.is_plain() {
-            let asked = full_keys.len();
-            let mut values: Vec<Option<V>> = Vec::with_capacity(asked);
-            let positions = self
-                .get_many_plain_positional(full_keys, as_miss, &mut values)
-                .await?;
-            debug_assert_eq!(positions, asked);
+            let mut values = self.get_many_plain_positional(full_keys, as_miss).await?;
             if self.planted(FacadeBug::GetManyVecCompactsMisses) {
                 values.sort_by_key(Option::is_none);
             }
@@ -784,14 +779,13 @@ impl<V: Send + Sync + 'static> Cache<V> {
         }
     }
 
-    /// [`Cache::get_many_plain`] in the order of `full_keys`, into `values`; returns how many
-    /// positions it filled (all of them: keys a decode policy skips are `None`).
+    /// [`Cache::get_many_plain`] in the order of `full_keys`: one answer per key, `None` for a
+    /// miss and for bytes a decode policy skips.
     async fn get_many_plain_positional(
         &self,
         full_keys: Vec<String>,
         as_miss: bool,
-        values: &mut Vec<Option<V>>,
-    ) -> Result<usize> {
+    ) -> Result<Vec<Option<V>>> {
         let asked = full_keys.len();
         let mut keys = full_keys;
         // Only a store that fails a key of the batch makes the positions differ from the order.
@@ -803,6 +797,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         let answers = self
             .fetch_many_at::<ReadBytes>(&mut keys, as_miss, tracking)
             .await?;
+        let mut values: Vec<Option<V>> = Vec::with_capacity(asked);
         values.resize_with(asked, || None);
         let prefix_len = self.inner.prefix.len();
         for (index, (full_key, answer)) in keys.iter().zip(answers).enumerate() {
@@ -810,7 +805,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             let position = if as_miss { positions[index] } else { index };
             values[position] = self.decode_plain(&full_key[prefix_len..], bytes, as_miss)?;
         }
-        Ok(values.len())
+        Ok(values)
     }
 
     /// The entries stored under `full_keys`, in one round trip, by the caller's key; entries that
