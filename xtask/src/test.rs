@@ -16,7 +16,7 @@ use crate::servers::Kind;
 use crate::services::{self, Provided};
 
 /// The steps in order, for the `[n/N]` progress count.
-const STEPS: [&str; 15] = [
+const STEPS: [&str; 16] = [
     "fmt",
     "clippy",
     "clippy (no TLS)",
@@ -27,6 +27,7 @@ const STEPS: [&str; 15] = [
     "pomdapi example",
     "aiohttp example",
     "aries example",
+    "cachetory example",
     "servers",
     "test",
     "test (memory only)",
@@ -124,6 +125,17 @@ pub fn run() -> Result<()> {
     run.cargo(
         "aries example",
         &["run", "--example", "aries_cache_lock"],
+        &[],
+    );
+    run.cargo(
+        "cachetory example",
+        &[
+            "run",
+            "--example",
+            "cachetory",
+            "--features",
+            "blocking,compress,msgpack",
+        ],
         &[],
     );
     let servers = run.step(
