@@ -11,8 +11,11 @@
 //! `fleet_single_flight` the lock holds across every process sharing the store (shown with two
 //! caches that share nothing but the SQLite file, as two agent processes would).
 //!
+//! The sync flavour (`cachette::blocking`) does the same from plain threads, on the same file:
+//! threads of a program without an async runtime and tasks of the async agent share one lock.
+//!
 //! ```sh
-//! cargo run --example aries_cache_lock
+//! cargo run --example aries_cache_lock --features blocking
 //! ```
 
 use std::sync::Arc;
@@ -125,6 +128,62 @@ impl CacheKeyLock {
 
     /// `release()`: leaves without a result; one waiter takes the lock over.
     fn release(self) {}
+}
+
+/// The sync flavour of `BaseCache`, on `cachette::blocking`.
+#[derive(Clone)]
+struct SyncAriesCache {
+    cache: cachette::blocking::Cache<ConnectionTarget>,
+}
+
+/// The sync flavour of `CacheKeyLock`.
+struct SyncCacheKeyLock {
+    result: Option<ConnectionTarget>,
+    guard: Option<cachette::blocking::LockGuard<ConnectionTarget>>,
+}
+
+impl SyncAriesCache {
+    fn open(url: &str) -> cachette::Result<Self> {
+        let store = cachette::blocking::open(url)?;
+        Ok(Self {
+            cache: store.cache_with(|builder| {
+                builder
+                    .prefix("acapy:")
+                    .fleet_single_flight(Lease::new(Duration::from_secs(10)))
+            }),
+        })
+    }
+
+    fn get(&self, key: &str) -> cachette::Result<Option<ConnectionTarget>> {
+        self.cache.get(key)
+    }
+
+    /// `acquire(key)`, from a plain thread.
+    fn acquire(&self, key: &str) -> cachette::Result<SyncCacheKeyLock> {
+        Ok(match self.cache.lock(key)? {
+            cachette::blocking::Lock::Found(value) => SyncCacheKeyLock {
+                result: Some(value),
+                guard: None,
+            },
+            cachette::blocking::Lock::Held(guard) => SyncCacheKeyLock {
+                result: None,
+                guard: Some(guard),
+            },
+        })
+    }
+}
+
+impl SyncCacheKeyLock {
+    fn set_result(
+        mut self,
+        value: ConnectionTarget,
+        ttl: Duration,
+    ) -> cachette::Result<ConnectionTarget> {
+        if let Some(guard) = self.guard.take() {
+            guard.set_with(&value, SetOptions::new().ttl(ttl))?;
+        }
+        Ok(value)
+    }
 }
 
 fn target(n: usize) -> ConnectionTarget {
@@ -254,6 +313,50 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     assert_eq!(resolutions.load(Ordering::SeqCst), 1);
     println!("2 agent instances, 8 callers: 1 resolution");
+
+    // The sync flavour: four plain threads and four async tasks ask for one target at once,
+    // over two handles of the same file. One resolution in all, by whichever side won.
+    let resolutions = Arc::new(AtomicUsize::new(0));
+    let sync = SyncAriesCache::open(&url)?;
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (sync, resolutions) = (sync.clone(), Arc::clone(&resolutions));
+            std::thread::spawn(move || -> cachette::Result<ConnectionTarget> {
+                let lock = sync.acquire("target:conn-5")?;
+                if let Some(found) = lock.result {
+                    return Ok(found);
+                }
+                let n = resolutions.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(50));
+                lock.set_result(target(n), Duration::from_secs(3600))
+            })
+        })
+        .collect();
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let (cache, resolutions) = (agents[i % 2].clone(), Arc::clone(&resolutions));
+            tokio::spawn(async move {
+                connection_target(&cache, "target:conn-5", &resolutions, false).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await??.expect("resolved"));
+    }
+    let sync_answers = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a sync caller panicked"))
+            .collect::<cachette::Result<Vec<_>>>()
+    })
+    .await??;
+    answers.extend(sync_answers);
+    assert_eq!(resolutions.load(Ordering::SeqCst), 1);
+    assert!(answers.iter().all(|answer| answer == &answers[0]));
+    let read_back = tokio::task::spawn_blocking(move || sync.get("target:conn-5")).await??;
+    assert_eq!(read_back.as_ref(), Some(&answers[0]));
+    println!("sync flavour: 4 threads and 4 async tasks, 1 resolution");
 
     // set under several keys with a TTL, clear, flush.
     let value = target(9);

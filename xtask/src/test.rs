@@ -124,7 +124,13 @@ pub fn run() -> Result<()> {
     );
     run.cargo(
         "aries example",
-        &["run", "--example", "aries_cache_lock"],
+        &[
+            "run",
+            "--example",
+            "aries_cache_lock",
+            "--features",
+            "blocking",
+        ],
         &[],
     );
     run.cargo(
