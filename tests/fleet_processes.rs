@@ -1,7 +1,7 @@
 //! Fleet-wide single flight across real processes, on every shared store (a SQLite file,
-//! Redis, Redis Cluster, PostgreSQL): eight child processes (this binary, started again) ask at
-//! once for one missing key through caches with `fleet_single_flight`. The loader runs once in
-//! all. Then the same with the loading process killed (SIGKILL) mid-load: its lease expires, one
+//! Redis, Redis Cluster, PostgreSQL): eight child processes (this binary, started again), each
+//! with 64 tasks, ask at once for one missing key through caches with `fleet_single_flight`. The
+//! loader runs once in all. Then the same with the loading process killed (SIGKILL) mid-load: its lease expires, one
 //! waiter loads again, and every surviving process gets that value: two loads, not eight.
 //!
 //! Each loader appends a line to a log file shared by the run, so the loads are counted across
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cachette::{Cache, Lease};
 
 const CHILDREN: usize = 8;
+/// Tasks in each child asking for the key at once.
+const TASKS: usize = 64;
 const CHILD: &str = "CACHETTE_FLEET_CHILD";
 /// The lease the children's caches take: a killed holder blocks the key for at most this long.
 const LEASE: Duration = Duration::from_secs(1);
@@ -54,7 +56,7 @@ fn main() {
         let started = Instant::now();
         eight_processes_load_a_missing_key_once(url, directory.path());
         println!(
-            "test {name}: eight processes, one load ... ok ({:?})",
+            "test {name}: eight processes of 64 tasks, one load ... ok ({:?})",
             started.elapsed()
         );
         passed += 1;
@@ -92,19 +94,35 @@ fn child() {
         if start_at > now {
             tokio::time::sleep(Duration::from_millis((start_at - now) as u64)).await;
         }
-        cache
-            .get_or_insert_with("missing", move || async move {
-                let loads_before =
-                    append_line(Path::new(&log), &format!("load {}", std::process::id()));
-                if hang_first && loads_before == 0 {
-                    // The first loader hangs, to be killed mid-load.
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                Ok::<_, std::io::Error>(format!("loaded by {}", std::process::id()))
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let (cache, log) = (cache.clone(), log.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_insert_with("missing", move || async move {
+                            let loads_before = append_line(
+                                Path::new(&log),
+                                &format!("load {}", std::process::id()),
+                            );
+                            if hang_first && loads_before == 0 {
+                                // The first loader hangs, to be killed mid-load.
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                            }
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            Ok::<_, std::io::Error>(format!("loaded by {}", std::process::id()))
+                        })
+                        .await
+                        .expect("the value")
+                })
             })
-            .await
-            .expect("the value")
+            .collect();
+        let mut values = Vec::with_capacity(TASKS);
+        for task in tasks {
+            values.push(task.await.expect("a task of the child"));
+        }
+        values.dedup();
+        assert_eq!(values.len(), 1, "every task of a process gets one value");
+        values.pop().expect("a value")
     });
     println!("{value}");
 }
@@ -195,7 +213,7 @@ fn eight_processes_load_a_missing_key_once(url: &str, scratch: &Path) {
     assert_eq!(
         loads.len(),
         1,
-        "{url}: loads across {CHILDREN} processes: {loads:?}"
+        "{url}: loads across {CHILDREN} processes of {TASKS} tasks: {loads:?}"
     );
     let loader = loads[0].trim_start_matches("load ");
     assert!(
