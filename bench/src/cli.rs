@@ -16,7 +16,7 @@ OPTIONS:
     --quick        5 slices of 20 ms instead of 10 of 250 ms: a smoke check in seconds
     --out DIR      where results.md and ratios.png go
                    [default: <workspace>/target/bench, or <workspace>/target/bench/quick with --quick]
-    --only LIST    run only these stores: memory, sqlite, redis, postgres (both tables),
+    --only LIST    run only these stores: memory, sqlite, redis, redis-cluster, postgres (both tables),
                    postgres-logged, postgres-unlogged, and the Observe layer's rows:
                    memory-tracing, memory-metrics, sqlite-tracing, sqlite-metrics
                    (observe: all four); and freshness's rows: memory-fresh,
@@ -30,7 +30,8 @@ OPTIONS:
                    sqlite-msgpack, sqlite-json (serializers: all four)
     --ops LIST     run only these operations: get, set, get_many, set_many, get64, and
                    scale: get_many of 1, 10, 100, 1,000 and 10,000 keys and get from 1, 8,
-                   64 and 256 tasks, on memory, sqlite, redis and postgres-unlogged only
+                   64 and 256 tasks, on memory, sqlite, redis, redis-cluster and
+                   postgres-unlogged only
                    [default: all of them]
     --calls N      every slice makes N calls instead of running for a time (for profilers
                    such as callgrind, which slow calls too much for time slices)
@@ -38,12 +39,15 @@ OPTIONS:
 
 ENVIRONMENT:
     CACHETTE_REDIS_URL      Redis server, e.g. redis://127.0.0.1:6379/0; unset: Redis is skipped
+    CACHETTE_REDIS_CLUSTER_URL
+                            Redis Cluster, e.g. redis+cluster://127.0.0.1:7000,127.0.0.1:7001;
+                            unset: the cluster is skipped
     CACHETTE_POSTGRES_URL   PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/test;
                             unset: PostgreSQL is skipped
 ";
 
 /// The stores, as `--only` names them.
-pub const STORE_NAMES: [&str; 36] = [
+pub const STORE_NAMES: [&str; 37] = [
     "memory",
     "memory-tracing",
     "memory-metrics",
@@ -69,6 +73,7 @@ pub const STORE_NAMES: [&str; 36] = [
     "sqlite-tags1",
     "sqlite-tags5",
     "redis",
+    "redis-cluster",
     "postgres-logged",
     "postgres-unlogged",
     "redis-tags1",

@@ -41,7 +41,7 @@ pub type BenchResult<T> = Result<T, BenchError>;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The stores in table order: the `--only` name, the table name.
-const STORES: [(&str, &str); 36] = [
+const STORES: [(&str, &str); 37] = [
     ("memory", "memory"),
     ("memory-tracing", "memory + Observe(tracing)"),
     ("memory-metrics", "memory + Observe(metrics)"),
@@ -67,6 +67,7 @@ const STORES: [(&str, &str); 36] = [
     ("sqlite-tags1", "sqlite + 1 tag"),
     ("sqlite-tags5", "sqlite + 5 tags"),
     ("redis", "redis"),
+    ("redis-cluster", "redis cluster"),
     ("postgres-logged", "postgres (logged)"),
     ("postgres-unlogged", "postgres (unlogged)"),
     ("redis-tags1", "redis + 1 tag"),

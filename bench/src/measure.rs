@@ -95,7 +95,13 @@ impl Op {
 
 /// The `--only` names of the stores the scale series runs on: one row per store kind (the
 /// layered and featured rows would repeat their store's series).
-pub const SCALE_STORES: [&str; 4] = ["memory", "sqlite", "redis", "postgres-unlogged"];
+pub const SCALE_STORES: [&str; 5] = [
+    "memory",
+    "sqlite",
+    "redis",
+    "redis-cluster",
+    "postgres-unlogged",
+];
 
 /// One way of doing the workload's operations: the facade over a store, the store's raw driver,
 /// or a peer library. Key arguments are indices into the workload.

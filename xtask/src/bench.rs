@@ -10,8 +10,8 @@ use crate::servers::Kind;
 use crate::services;
 use crate::{process, test};
 
-/// The servers the benchmark measures against (the cluster is not part of the workload).
-const KINDS: [Kind; 2] = [Kind::Redis, Kind::Postgres];
+/// The servers the benchmark measures against.
+const KINDS: [Kind; 3] = [Kind::Redis, Kind::RedisCluster, Kind::Postgres];
 
 /// The bench binary's command line, for `cargo xtask test` as well.
 pub fn command(args: &[&str]) -> Command {

@@ -21,6 +21,8 @@ pub mod postgres;
 pub mod protect;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod redis_cluster;
 pub mod serializers;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -277,6 +279,8 @@ pub fn full_keys(prefix: &str, workload: &SharedWorkload) -> Arc<Vec<String>> {
 
 /// The variable that names the Redis server.
 pub const REDIS_URL: &str = "CACHETTE_REDIS_URL";
+/// The variable that names the Redis Cluster.
+pub const REDIS_CLUSTER_URL: &str = "CACHETTE_REDIS_CLUSTER_URL";
 /// The variable that names the PostgreSQL server.
 pub const POSTGRES_URL: &str = "CACHETTE_POSTGRES_URL";
 
@@ -315,6 +319,14 @@ pub async fn setup(key: &str, workload: &SharedWorkload) -> Result<StoreBench, O
         "redis" => {
             #[cfg(feature = "redis")]
             return redis::setup(&env_url(REDIS_URL)?, workload)
+                .await
+                .map_err(failed);
+            #[cfg(not(feature = "redis"))]
+            return Err(Outcome::NotBuilt { feature: "redis" });
+        }
+        "redis-cluster" => {
+            #[cfg(feature = "redis")]
+            return redis_cluster::setup(&env_url(REDIS_CLUSTER_URL)?, workload)
                 .await
                 .map_err(failed);
             #[cfg(not(feature = "redis"))]

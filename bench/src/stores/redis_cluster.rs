@@ -1,0 +1,169 @@
+//! The Redis store on a Redis Cluster against redis-rs's own cluster client.
+
+use std::sync::Arc;
+
+use cache_redis::RedisBackend;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+
+use super::{Facade, StoreBench, full_keys, run_prefix};
+use crate::BenchResult;
+use crate::measure::{Target, Timed};
+use crate::workload::{DidDoc, SharedWorkload, TTL, decode, encode};
+
+/// The cluster's contenders, preloaded. `url` is the store's `redis+cluster://` URL; redis-rs
+/// gets the same seed nodes.
+pub async fn setup(url: &str, workload: &SharedWorkload) -> BenchResult<StoreBench> {
+    let prefix = run_prefix();
+    let backend = Arc::new(RedisBackend::open(url).await?);
+    let facade = Facade::<false>::contender(backend.clone(), &format!("{prefix}f:"), workload);
+    let raw =
+        RawCluster::connect(url, full_keys(&format!("{prefix}r:"), workload), workload).await?;
+    let cleanup_backend = Arc::clone(&backend);
+    let bench = StoreBench {
+        facade,
+        raw: Box::new(Timed::new(raw, Arc::clone(workload))),
+        raw_name: "redis-rs `ClusterClient` async connection + ciborium (GET, SET PX, MGET split \
+                   by slot by redis-rs; `set_many` as concurrent SET PX commands, not atomic, \
+                   where the store sends one MULTI/EXEC per slot)",
+        peer: None,
+        cleanup: Box::pin(async move {
+            use cache_core::Backend as _;
+            cleanup_backend.clear_prefix(&prefix).await?;
+            Ok(())
+        }),
+        server: Some("Redis Cluster, 3 primaries".into()),
+        note: None,
+    };
+    bench.preloaded().await
+}
+
+/// The seed nodes of a `redis+cluster://host:port,host:port` URL as redis-rs URLs.
+fn seed_nodes(url: &str) -> BenchResult<Vec<String>> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("not a URL: {url}"))?;
+    let scheme = match scheme {
+        "redis+cluster" => "redis",
+        "rediss+cluster" => "rediss",
+        other => return Err(format!("not a cluster URL scheme: {other}").into()),
+    };
+    let (credentials, hosts) = match rest.rsplit_once('@') {
+        Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+    Ok(hosts
+        .split(',')
+        .map(|host| format!("{scheme}://{credentials}{host}"))
+        .collect())
+}
+
+/// The same work on redis-rs's cluster client, which routes each command by slot and splits a
+/// multi-slot `MGET` itself.
+#[derive(Clone)]
+struct RawCluster {
+    connection: ClusterConnection,
+    full_keys: Arc<Vec<String>>,
+    workload: SharedWorkload,
+}
+
+impl RawCluster {
+    async fn connect(
+        url: &str,
+        full_keys: Arc<Vec<String>>,
+        workload: &SharedWorkload,
+    ) -> BenchResult<Self> {
+        let connection = ClusterClient::new(seed_nodes(url)?)?
+            .get_async_connection()
+            .await?;
+        Ok(Self {
+            connection,
+            full_keys,
+            workload: Arc::clone(workload),
+        })
+    }
+
+    fn ttl_millis() -> u64 {
+        u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Target for RawCluster {
+    const IN_PROCESS: bool = false;
+
+    async fn get(&self, key: usize) -> BenchResult<bool> {
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&self.full_keys[key])
+            .query_async(&mut self.connection.clone())
+            .await?;
+        Ok(value.map(|bytes| decode(&bytes)).transpose()?.is_some())
+    }
+
+    async fn set(&self, key: usize) -> BenchResult<()> {
+        let value = encode(&self.workload.docs[key])?;
+        let () = redis::cmd("SET")
+            .arg(&self.full_keys[key])
+            .arg(value)
+            .arg("PX")
+            .arg(Self::ttl_millis())
+            .query_async(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn get_many(&self, keys: &[usize]) -> BenchResult<usize> {
+        let mut command = redis::cmd("MGET");
+        for &key in keys {
+            command.arg(&self.full_keys[key]);
+        }
+        let values: Vec<Option<Vec<u8>>> =
+            command.query_async(&mut self.connection.clone()).await?;
+        let docs = values
+            .iter()
+            .map(|value| value.as_deref().map(decode).transpose())
+            .collect::<BenchResult<Vec<Option<DidDoc>>>>()?;
+        Ok(docs.iter().flatten().count())
+    }
+
+    async fn set_many(&self, keys: &[usize]) -> BenchResult<()> {
+        // redis-rs refuses a pipeline whose keys span slots; its way to many keys is many
+        // commands in flight at once on the multiplexed node connections.
+        let writes = keys.iter().map(|&key| {
+            let mut connection = self.connection.clone();
+            let command = encode(&self.workload.docs[key]).map(|value| {
+                let mut command = redis::cmd("SET");
+                command
+                    .arg(&self.full_keys[key])
+                    .arg(value)
+                    .arg("PX")
+                    .arg(Self::ttl_millis());
+                command
+            });
+            async move {
+                let () = command?.query_async(&mut connection).await?;
+                BenchResult::Ok(())
+            }
+        });
+        futures_util::future::try_join_all(writes).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seed_nodes;
+
+    #[test]
+    fn seed_nodes_keep_scheme_credentials_and_every_host() {
+        assert_eq!(
+            seed_nodes("redis+cluster://127.0.0.1:7000,127.0.0.1:7001").unwrap(),
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
+        assert_eq!(
+            seed_nodes("rediss+cluster://:pw@a:1,b:2/?timeout=1s").unwrap(),
+            ["rediss://:pw@a:1", "rediss://:pw@b:2"]
+        );
+        assert!(seed_nodes("redis://127.0.0.1:6379").is_err());
+    }
+}
