@@ -26,8 +26,8 @@ async fn a_full_store_of_small_entries_holds_about_its_bound_in_resident_memory(
     const VALUE: usize = 400;
     let before = resident_bytes();
     let store = MemoryBackend::builder().max_bytes(BOUND).build();
-    // Three bounds' worth of writes: the store is full and has evicted for a while.
-    let writes = 3 * BOUND as usize / VALUE;
+    // Ten bounds' worth of writes: the store is full and has evicted nine times over.
+    let writes = 10 * BOUND as usize / VALUE;
     for i in 0..writes {
         let key = format!("did:plc:{i:024}");
         let value = Bytes::from(vec![(i % 251) as u8; VALUE]);
@@ -46,12 +46,13 @@ async fn a_full_store_of_small_entries_holds_about_its_bound_in_resident_memory(
         grown as f64 / BOUND as f64
     );
     assert!(held > 0, "the store holds nothing");
-    // Freed entries stay with the allocator for reuse and moka sizes its tables in powers of
-    // two, so allow a quarter over the bound. With the measured per-entry overhead the growth is
-    // 0.98, 1.00 and 1.02 times the bound for 40, 400 and 4,000-byte values; counting 96 bytes
-    // per entry, as the store once did, it was 1.67 times.
+    // The goal is 1.2 times the bound: freed entries stay with the allocator for reuse and moka
+    // sizes its tables in powers of two. With the measured per-entry overhead the growth is
+    // 0.98, 1.00 and 1.02 times the bound for 40, 400 and 4,000-byte values after three bounds
+    // of writes, and 0.99 for 400-byte values after ten; counting 96 bytes per entry, as the
+    // store once did, it was 1.67 times.
     assert!(
-        grown <= BOUND + BOUND / 4,
+        grown <= BOUND + BOUND / 5,
         "a {BOUND}-byte bound grew resident memory by {grown} bytes ({held} entries held)"
     );
 }
