@@ -401,18 +401,22 @@ impl Backend for RedisBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        if !self.core.is_cluster() {
-            return self.gets.get(&self.core, key).await;
-        }
-        self.core
-            .query("get", Some(key), redis::cmd("GET").arg(key))
-            .await
+        self.gets.get(&self.core, key).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
         const OPERATION: &str = "get_many";
         if keys.is_empty() {
             return Ok(Vec::new());
+        }
+        if let [key] = keys {
+            // One key: a `GET` answers as `MGET` and `EXISTS` together do (a key of another
+            // type is refused by name), in one command instead of two.
+            let value = self
+                .core
+                .query(OPERATION, Some(key), redis::cmd("GET").arg(key.as_bytes()))
+                .await?;
+            return Ok(vec![value]);
         }
         let names: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
         // `MGET` answers nil for a key of another type, as for a missing one; the `EXISTS` count

@@ -1,4 +1,5 @@
-//! Concurrent single `get`s of one standalone store handle, sent as one `MGET`.
+//! Concurrent single `get`s of one store handle, sent together: as one `MGET` to a standalone
+//! server, as one pipeline of `GET`s per node to a cluster.
 //!
 //! When many `get`s are in flight at once, a `get` that finds no batch open opens one and
 //! yields to the scheduler once; the `get`s that
@@ -6,6 +7,11 @@
 //! an `EXISTS` beside it, in the same round trip, that tells a key of another type from a
 //! missing one). A `get` alone sends its plain `GET`. The server then parses and answers one
 //! command where it would have answered dozens, which is what bounds a busy Redis.
+//!
+//! On a cluster, keys of different slots cannot share an `MGET`; the batch goes instead as one
+//! pipeline of `GET`s to each node, through the routing every batch of the store takes (slot
+//! map, moved and migrating slots). What it saves there is the client's work: one request
+//! through redis-rs's cluster connection per node rather than one per key.
 //!
 //! Every way out is a plain `GET` of the caller's own, never a wrong answer or a wait without
 //! end: an opener that is cancelled, or a batch in which a key of another type may hide, lets
@@ -15,8 +21,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use cache_core::{Bytes, Result};
-use redis::{Pipeline, RedisError};
+use cache_core::{Bytes, Error, Result};
+use redis::{ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
 use tokio::sync::oneshot;
 
 use crate::core::Core;
@@ -164,6 +170,9 @@ impl Coalescer {
         let mut keys: Vec<&str> = Vec::with_capacity(batch.keys.len() + 1);
         keys.push(key);
         keys.extend(batch.keys.iter().map(String::as_str));
+        if core.is_cluster() {
+            return send_to_cluster(core, &keys, batch.waiting).await;
+        }
         let mut pipeline = Pipeline::with_capacity(2);
         pipeline.cmd("MGET").arg(&keys).cmd("EXISTS").arg(&keys);
         let mut connection = core.connection("get", Some(key))?;
@@ -207,6 +216,109 @@ impl Coalescer {
             }
         }
     }
+}
+
+/// The opener's part on a cluster: one pipeline of `GET`s per node. `keys[0]` is the opener's
+/// own key; `waiting` answers the others, in order. Each node's outcome is its keys' alone:
+/// their values; or, when the node's pipeline met a key of another type or a slot that moved or
+/// is migrating, a request of each caller's own (which names such a key, and which redis-rs
+/// redirects); or that node's failure, under each caller's own key. A batch past the deadline
+/// times out for all of its callers.
+async fn send_to_cluster(
+    core: &Core,
+    keys: &[&str],
+    waiting: Vec<oneshot::Sender<Answer>>,
+) -> Result<Option<Bytes>> {
+    const OPERATION: &str = "get";
+    let own = keys[0];
+    let names: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+    let batches = core.topology(OPERATION).await?.group(names.iter().copied());
+    let build = |slots: &[Vec<usize>]| {
+        let mut pipeline = Pipeline::with_capacity(slots.iter().map(Vec::len).sum());
+        for &position in slots.iter().flatten() {
+            pipeline.cmd("GET").arg(names[position]);
+        }
+        pipeline
+    };
+    let outcomes = match core.send_batches(OPERATION, &batches, &build).await {
+        Ok(outcomes) => outcomes,
+        Err(error) if is_timeout(&error) => {
+            for reply in waiting {
+                let _ = reply.send(Answer::TimedOut);
+            }
+            return Err(core.timed_out(OPERATION, Some(own)));
+        }
+        // Not a node's answer (the store was closed): each caller finds out alone.
+        Err(_) => {
+            drop(waiting);
+            return plain_get(core, own).await;
+        }
+    };
+    // Per position: the answer, or `None` for a caller who asks alone.
+    let mut answers: Vec<Option<Answer>> = (0..keys.len()).map(|_| None).collect();
+    for (batch, outcome) in batches.iter().zip(outcomes) {
+        let positions = batch.slots.iter().flatten();
+        match outcome {
+            Ok(replies) if positions.clone().count() == replies.len() => {
+                for (&position, reply) in positions.zip(replies) {
+                    answers[position] = Option::<Bytes>::from_redis_value(reply)
+                        .ok()
+                        .map(Answer::Found);
+                }
+            }
+            // An answer of another shape: nobody trusts it.
+            Ok(_) => {}
+            Err(error) if asks_alone(&error) => {
+                if matches!(error.kind(), ErrorKind::Server(ServerErrorKind::Moved)) {
+                    core.forget_topology();
+                }
+            }
+            Err(error) => {
+                for &position in positions {
+                    answers[position] = Some(Answer::Failed(error.clone()));
+                }
+            }
+        }
+    }
+    let mut answers = answers.into_iter();
+    let own_answer = answers.next().flatten();
+    for (reply, answer) in waiting.into_iter().zip(answers) {
+        if let Some(answer) = answer {
+            let _ = reply.send(answer);
+        }
+    }
+    match own_answer {
+        Some(Answer::Found(value)) => Ok(value),
+        Some(Answer::Failed(error)) => Err(core.map_redis_error(OPERATION, Some(own), error)),
+        Some(Answer::TimedOut) => Err(core.timed_out(OPERATION, Some(own))),
+        None => plain_get(core, own).await,
+    }
+}
+
+/// Whether a node's failed pipeline leaves its callers to ask alone: a key of another type (its
+/// own `GET` names it), or a slot that moved or is migrating (its own `GET` is redirected).
+fn asks_alone(error: &RedisError) -> bool {
+    error.code() == Some("WRONGTYPE")
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::TryAgain
+            )
+        )
+}
+
+/// Whether the store's call failed because its deadline passed.
+fn is_timeout(error: &Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// The caller's own `GET`.

@@ -150,7 +150,7 @@ impl Core {
 
     /// Sends one pipeline per batch, side by side, under one deadline, and returns how each
     /// fared: the caller decides what a node's failure means for the rest.
-    async fn send_batches(
+    pub(crate) async fn send_batches(
         &self,
         operation: &'static str,
         batches: &[NodeBatch],

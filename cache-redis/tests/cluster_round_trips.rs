@@ -24,9 +24,10 @@ impl Counted {
         let store = RedisBackend::open(&cluster.url())
             .await
             .expect("connects to the throwaway cluster");
-        // The first batch fetches the slot map; let that happen before counting.
+        // The first batch of more than one key fetches the slot map; let that happen before
+        // counting.
         store
-            .get_many(&["warm-up".to_owned()])
+            .get_many(&["warm-up".to_owned(), "warm-up-2".to_owned()])
             .await
             .expect("get_many");
         let mut stats = cluster.raw_connections().await;
