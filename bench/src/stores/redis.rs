@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use cache_redis::RedisBackend;
 use cached::{ConcurrentCachedAsync, SerializeCachedAsync};
-use redis::aio::MultiplexedConnection;
+use redis::Cmd;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 
 use super::{Facade, Peer, StoreBench, full_keys, run_prefix};
 use crate::BenchResult;
@@ -59,11 +60,30 @@ async fn server_version(connection: &mut MultiplexedConnection) -> BenchResult<S
     Ok(format!("Redis {}", version.trim()))
 }
 
-/// The same work on redis-rs: the commands the store sends, on a multiplexed connection, with
-/// CBOR bytes.
+/// A redis-rs connection the raw contenders drive, and how it writes a batch.
+pub(super) trait RawConnection: ConnectionLike + Clone + Send + Sync + 'static {
+    /// Sends `writes` (one `SET … PX` per key) as one batch, as this connection allows.
+    fn write_batch(&self, writes: Vec<Cmd>) -> impl Future<Output = BenchResult<()>> + Send;
+}
+
+/// One server: a `MULTI`/`EXEC` pipeline, as the store sends.
+impl RawConnection for MultiplexedConnection {
+    async fn write_batch(&self, writes: Vec<Cmd>) -> BenchResult<()> {
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        for write in writes {
+            pipeline.add_command(write).ignore();
+        }
+        let () = pipeline.query_async(&mut self.clone()).await?;
+        Ok(())
+    }
+}
+
+/// The same work on redis-rs: the commands the store sends, with CBOR bytes, on a multiplexed
+/// connection or (`super::redis_cluster`) redis-rs's cluster connection.
 #[derive(Clone)]
-struct RawRedis {
-    connection: MultiplexedConnection,
+pub(super) struct RawRedis<C = MultiplexedConnection> {
+    connection: C,
     full_keys: Arc<Vec<String>>,
     workload: SharedWorkload,
 }
@@ -77,19 +97,41 @@ impl RawRedis {
         let connection = redis::Client::open(url)?
             .get_multiplexed_async_connection()
             .await?;
-        Ok(Self {
+        Ok(Self::over(connection, full_keys, workload))
+    }
+}
+
+impl<C: RawConnection> RawRedis<C> {
+    /// The contender on `connection`, writing `full_keys`.
+    pub(super) fn over(
+        connection: C,
+        full_keys: Arc<Vec<String>>,
+        workload: &SharedWorkload,
+    ) -> Self {
+        Self {
             connection,
             full_keys,
             workload: Arc::clone(workload),
-        })
+        }
     }
 
     fn ttl_millis() -> u64 {
         u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX)
     }
+
+    /// `SET key value PX ttl` of the workload's key.
+    fn set_command(&self, key: usize) -> BenchResult<Cmd> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(&self.full_keys[key])
+            .arg(encode(&self.workload.docs[key])?)
+            .arg("PX")
+            .arg(Self::ttl_millis());
+        Ok(command)
+    }
 }
 
-impl Target for RawRedis {
+impl<C: RawConnection> Target for RawRedis<C> {
     const IN_PROCESS: bool = false;
 
     async fn get(&self, key: usize) -> BenchResult<bool> {
@@ -101,12 +143,8 @@ impl Target for RawRedis {
     }
 
     async fn set(&self, key: usize) -> BenchResult<()> {
-        let value = encode(&self.workload.docs[key])?;
-        let () = redis::cmd("SET")
-            .arg(&self.full_keys[key])
-            .arg(value)
-            .arg("PX")
-            .arg(Self::ttl_millis())
+        let () = self
+            .set_command(key)?
             .query_async(&mut self.connection.clone())
             .await?;
         Ok(())
@@ -127,19 +165,11 @@ impl Target for RawRedis {
     }
 
     async fn set_many(&self, keys: &[usize]) -> BenchResult<()> {
-        let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        for &key in keys {
-            pipeline
-                .cmd("SET")
-                .arg(&self.full_keys[key])
-                .arg(encode(&self.workload.docs[key])?)
-                .arg("PX")
-                .arg(Self::ttl_millis())
-                .ignore();
-        }
-        let () = pipeline.query_async(&mut self.connection.clone()).await?;
-        Ok(())
+        let writes = keys
+            .iter()
+            .map(|&key| self.set_command(key))
+            .collect::<BenchResult<Vec<Cmd>>>()?;
+        self.connection.write_batch(writes).await
     }
 }
 

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use cache_redis::RedisBackend;
+use redis::Cmd;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 
+use super::redis::{RawConnection, RawRedis};
 use super::{Facade, StoreBench, full_keys, run_prefix};
 use crate::BenchResult;
-use crate::measure::{Target, Timed};
-use crate::workload::{DidDoc, SharedWorkload, TTL, decode, encode};
+use crate::measure::Timed;
+use crate::workload::SharedWorkload;
 
 /// The cluster's contenders, preloaded. `url` is the store's `redis+cluster://` URL; redis-rs
 /// gets the same seed nodes.
@@ -17,8 +19,14 @@ pub async fn setup(url: &str, workload: &SharedWorkload) -> BenchResult<StoreBen
     let prefix = run_prefix();
     let backend = Arc::new(RedisBackend::open(url).await?);
     let facade = Facade::<false>::contender(backend.clone(), &format!("{prefix}f:"), workload);
-    let raw =
-        RawCluster::connect(url, full_keys(&format!("{prefix}r:"), workload), workload).await?;
+    let connection = ClusterClient::new(seed_nodes(url)?)?
+        .get_async_connection()
+        .await?;
+    let raw = RawRedis::over(
+        connection,
+        full_keys(&format!("{prefix}r:"), workload),
+        workload,
+    );
     let cleanup_backend = Arc::clone(&backend);
     let bench = StoreBench {
         facade,
@@ -59,93 +67,19 @@ fn seed_nodes(url: &str) -> BenchResult<Vec<String>> {
         .collect())
 }
 
-/// The same work on redis-rs's cluster client, which routes each command by slot and splits a
-/// multi-slot `MGET` itself.
-#[derive(Clone)]
-struct RawCluster {
-    connection: ClusterConnection,
-    full_keys: Arc<Vec<String>>,
-    workload: SharedWorkload,
-}
-
-impl RawCluster {
-    async fn connect(
-        url: &str,
-        full_keys: Arc<Vec<String>>,
-        workload: &SharedWorkload,
-    ) -> BenchResult<Self> {
-        let connection = ClusterClient::new(seed_nodes(url)?)?
-            .get_async_connection()
-            .await?;
-        Ok(Self {
-            connection,
-            full_keys,
-            workload: Arc::clone(workload),
-        })
-    }
-
-    fn ttl_millis() -> u64 {
-        u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-impl Target for RawCluster {
-    const IN_PROCESS: bool = false;
-
-    async fn get(&self, key: usize) -> BenchResult<bool> {
-        let value: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&self.full_keys[key])
-            .query_async(&mut self.connection.clone())
-            .await?;
-        Ok(value.map(|bytes| decode(&bytes)).transpose()?.is_some())
-    }
-
-    async fn set(&self, key: usize) -> BenchResult<()> {
-        let value = encode(&self.workload.docs[key])?;
-        let () = redis::cmd("SET")
-            .arg(&self.full_keys[key])
-            .arg(value)
-            .arg("PX")
-            .arg(Self::ttl_millis())
-            .query_async(&mut self.connection.clone())
-            .await?;
-        Ok(())
-    }
-
-    async fn get_many(&self, keys: &[usize]) -> BenchResult<usize> {
-        let mut command = redis::cmd("MGET");
-        for &key in keys {
-            command.arg(&self.full_keys[key]);
-        }
-        let values: Vec<Option<Vec<u8>>> =
-            command.query_async(&mut self.connection.clone()).await?;
-        let docs = values
-            .iter()
-            .map(|value| value.as_deref().map(decode).transpose())
-            .collect::<BenchResult<Vec<Option<DidDoc>>>>()?;
-        Ok(docs.iter().flatten().count())
-    }
-
-    async fn set_many(&self, keys: &[usize]) -> BenchResult<()> {
-        // redis-rs refuses a pipeline whose keys span slots; its way to many keys is many
-        // commands in flight at once on the multiplexed node connections.
-        let writes = keys.iter().map(|&key| {
-            let mut connection = self.connection.clone();
-            let command = encode(&self.workload.docs[key]).map(|value| {
-                let mut command = redis::cmd("SET");
-                command
-                    .arg(&self.full_keys[key])
-                    .arg(value)
-                    .arg("PX")
-                    .arg(Self::ttl_millis());
-                command
-            });
+/// redis-rs's cluster connection routes each command by slot and splits a multi-slot `MGET`
+/// itself, but refuses a pipeline whose keys span slots: its way to write many keys is many
+/// commands in flight at once on its multiplexed node connections.
+impl RawConnection for ClusterConnection {
+    async fn write_batch(&self, writes: Vec<Cmd>) -> BenchResult<()> {
+        let sent = writes.into_iter().map(|write| {
+            let mut connection = self.clone();
             async move {
-                let () = command?.query_async(&mut connection).await?;
+                let () = write.query_async(&mut connection).await?;
                 BenchResult::Ok(())
             }
         });
-        futures_util::future::try_join_all(writes).await?;
+        futures_util::future::try_join_all(sent).await?;
         Ok(())
     }
 }
