@@ -317,7 +317,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The sync flavour: four plain threads and four async tasks ask for one target at once,
     // over two handles of the same file. One resolution in all, by whichever side won.
     let resolutions = Arc::new(AtomicUsize::new(0));
-    let sync = SyncAriesCache::open(&url)?;
+    // Opened off the async workers, as a program without a runtime would open it.
+    let sync_url = url.clone();
+    let sync = tokio::task::spawn_blocking(move || SyncAriesCache::open(&sync_url)).await??;
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (sync, resolutions) = (sync.clone(), Arc::clone(&resolutions));
