@@ -10,6 +10,7 @@ use cache_core::{
     Backend, Bytes, Condition, Error, Result, ScanCursor, ScanOptions, ScanPage, Ttl, async_trait,
 };
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use sqlx::postgres::types::PgInterval;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -290,11 +291,10 @@ impl Backend for PostgresBackend {
         }
         let mut found: Vec<Option<Bytes>> = vec![None; wanted.len()];
         let decode_failed = |error| Error::backend("postgres", "get_many", None, error);
-        for row in &rows {
+        for row in rows {
             let key: &[u8] = row.try_get(0).map_err(decode_failed)?;
             if let Some(&position) = positions.get(key) {
-                let value: &[u8] = row.try_get(1).map_err(decode_failed)?;
-                found[position] = Some(Bytes::copy_from_slice(value));
+                found[position] = Some(ValueOf::bytes(row).map_err(decode_failed)?);
             }
         }
         // A key asked more than once gets the value at each of its places.
@@ -767,5 +767,23 @@ mod tests {
         assert_eq!(micros(Duration::from_micros(1_001)), Some(2_000));
         assert_eq!(micros(Duration::from_millis(1500)), Some(1_500_000));
         assert_eq!(micros(Duration::MAX), Some(MAX_TTL.as_micros() as i64));
+    }
+}
+
+/// A row's value column as [`Bytes`] without a copy: the row itself is the bytes' owner.
+struct ValueOf(PgRow);
+
+impl ValueOf {
+    /// The value (the second column) of `row`, checked to read as bytes.
+    fn bytes(row: PgRow) -> std::result::Result<Bytes, sqlx::Error> {
+        row.try_get::<&[u8], _>(1)?;
+        Ok(Bytes::from_owner(Self(row)))
+    }
+}
+
+impl AsRef<[u8]> for ValueOf {
+    fn as_ref(&self) -> &[u8] {
+        // The column's type was checked in `ValueOf::bytes`, the only way one is made.
+        self.0.try_get_unchecked::<&[u8], _>(1).unwrap_or_default()
     }
 }

@@ -407,3 +407,45 @@ async fn a_refused_connection_says_so() {
     assert!(chain.to_lowercase().contains("refused"), "{chain}");
     assert!(!chain.contains("pool timed out"), "{chain}");
 }
+
+/// `get_many` hands values up without a copy, each owning the row (and the share of sqlx's read
+/// buffer) it came in: values kept while the connection reads and writes much more stay whole.
+#[tokio::test]
+async fn values_kept_from_a_batch_stay_whole_while_the_store_carries_on() {
+    let table = common::fresh_table("kept");
+    let store = common::store_on(&table, "purge_interval=off&pool_max=1").await;
+    let value =
+        |round: usize, key: usize| Bytes::from(format!("{round}:{key}:{}", "v".repeat(key % 700)));
+    let keys: Vec<String> = (0..300).map(|key| format!("k{key}")).collect();
+    let write = |round: usize| {
+        keys.iter()
+            .enumerate()
+            .map(|(key, name)| (name.clone(), value(round, key)))
+            .collect::<Vec<_>>()
+    };
+    store.set_many(write(0), None).await.unwrap();
+    let mut asked = keys.clone();
+    asked.push("k7".to_owned());
+    asked.push("absent".to_owned());
+    let kept = store.get_many(&asked).await.unwrap();
+    // One pooled connection: every later call reads through the same buffer.
+    for round in 1..=20 {
+        store.set_many(write(round), None).await.unwrap();
+        let again = store.get_many(&keys).await.unwrap();
+        assert_eq!(again[299], Some(value(round, 299)));
+    }
+    for (key, held) in kept.iter().take(300).enumerate() {
+        assert_eq!(
+            held.as_ref(),
+            Some(&value(0, key)),
+            "k{key} changed while held"
+        );
+    }
+    assert_eq!(
+        kept[300],
+        Some(value(0, 7)),
+        "the repeated key has its value too"
+    );
+    assert_eq!(kept[301], None);
+    common::drop_table(&table).await;
+}
