@@ -702,6 +702,24 @@ impl Backend for PostgresBackend {
     }
 }
 
+/// A row's value column as [`Bytes`] without a copy: the row itself is the bytes' owner.
+struct ValueOf(PgRow);
+
+impl ValueOf {
+    /// The value (the second column) of `row`, checked to read as bytes.
+    fn bytes(row: PgRow) -> std::result::Result<Bytes, sqlx::Error> {
+        row.try_get::<&[u8], _>(1)?;
+        Ok(Bytes::from_owner(Self(row)))
+    }
+}
+
+impl AsRef<[u8]> for ValueOf {
+    fn as_ref(&self) -> &[u8] {
+        // The column's type was checked in `ValueOf::bytes`, the only way one is made.
+        self.0.try_get_unchecked::<&[u8], _>(1).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,23 +785,5 @@ mod tests {
         assert_eq!(micros(Duration::from_micros(1_001)), Some(2_000));
         assert_eq!(micros(Duration::from_millis(1500)), Some(1_500_000));
         assert_eq!(micros(Duration::MAX), Some(MAX_TTL.as_micros() as i64));
-    }
-}
-
-/// A row's value column as [`Bytes`] without a copy: the row itself is the bytes' owner.
-struct ValueOf(PgRow);
-
-impl ValueOf {
-    /// The value (the second column) of `row`, checked to read as bytes.
-    fn bytes(row: PgRow) -> std::result::Result<Bytes, sqlx::Error> {
-        row.try_get::<&[u8], _>(1)?;
-        Ok(Bytes::from_owner(Self(row)))
-    }
-}
-
-impl AsRef<[u8]> for ValueOf {
-    fn as_ref(&self) -> &[u8] {
-        // The column's type was checked in `ValueOf::bytes`, the only way one is made.
-        self.0.try_get_unchecked::<&[u8], _>(1).unwrap_or_default()
     }
 }
