@@ -26,6 +26,9 @@ pub enum Op {
     BatchOf(usize),
     /// The scale series: `get` of present keys from this many concurrent tasks.
     TasksOf(usize),
+    /// The scale series: `get_many_vec` (the answer by position, not a map) of this many
+    /// present keys.
+    PositionalOf(usize),
 }
 
 impl Op {
@@ -39,8 +42,8 @@ impl Op {
     ];
 
     /// The scale series, run on the stores of [`SCALE_STORES`]: batches of 1 to 10,000 keys,
-    /// then 1 to 256 concurrent tasks.
-    pub const SCALE: [Op; 9] = [
+    /// then 1 to 256 concurrent tasks, then the large batches answered by position.
+    pub const SCALE: [Op; 11] = [
         Op::BatchOf(1),
         Op::BatchOf(10),
         Op::BatchOf(100),
@@ -50,6 +53,8 @@ impl Op {
         Op::TasksOf(8),
         Op::TasksOf(64),
         Op::TasksOf(256),
+        Op::PositionalOf(1_000),
+        Op::PositionalOf(10_000),
     ];
 
     /// The name in tables and progress lines.
@@ -63,6 +68,7 @@ impl Op {
             Op::BatchOf(keys) => format!("get_many {keys}"),
             Op::TasksOf(1) => "get, 1 task".to_owned(),
             Op::TasksOf(tasks) => format!("get, {tasks} tasks"),
+            Op::PositionalOf(keys) => format!("get_many_vec {keys}"),
         }
     }
 
@@ -74,20 +80,20 @@ impl Op {
             Op::GetMany => "get_many",
             Op::SetMany => "set_many",
             Op::ConcurrentGet => "get64",
-            Op::BatchOf(_) | Op::TasksOf(_) => "scale",
+            Op::BatchOf(_) | Op::TasksOf(_) | Op::PositionalOf(_) => "scale",
         }
     }
 
     /// Whether the operation belongs to the scale series.
     pub fn is_scale(self) -> bool {
-        matches!(self, Op::BatchOf(_) | Op::TasksOf(_))
+        matches!(self, Op::BatchOf(_) | Op::TasksOf(_) | Op::PositionalOf(_))
     }
 
     /// What one counted unit is: batch operations count keys, so that their rate reads next to
     /// single-key rates.
     pub fn unit(self) -> &'static str {
         match self {
-            Op::GetMany | Op::SetMany | Op::BatchOf(_) => "keys/s",
+            Op::GetMany | Op::SetMany | Op::BatchOf(_) | Op::PositionalOf(_) => "keys/s",
             Op::Get | Op::Set | Op::ConcurrentGet | Op::TasksOf(_) => "ops/s",
         }
     }
@@ -122,6 +128,14 @@ pub trait Target: Clone + Send + Sync + 'static {
     fn set(&self, key: usize) -> impl Future<Output = BenchResult<()>> + Send;
     /// Reads `keys` in one call; how many were found.
     fn get_many(&self, keys: &[usize]) -> impl Future<Output = BenchResult<usize>> + Send;
+    /// Reads `keys` in one call, answered by position; how many were found. Raw drivers answer
+    /// by position already, so this is their `get_many`; the facade has a call of its own.
+    fn get_many_positional(
+        &self,
+        keys: &[usize],
+    ) -> impl Future<Output = BenchResult<usize>> + Send {
+        self.get_many(keys)
+    }
     /// Writes `keys` in one call with the workload's TTL.
     fn set_many(&self, keys: &[usize]) -> impl Future<Output = BenchResult<()>> + Send;
 }
@@ -205,7 +219,7 @@ impl<T: Target> Timed<T> {
 impl<T: Target> Contender for Timed<T> {
     fn supports(&self, op: Op) -> bool {
         match op {
-            Op::GetMany | Op::SetMany | Op::BatchOf(_) => T::BATCHES,
+            Op::GetMany | Op::SetMany | Op::BatchOf(_) | Op::PositionalOf(_) => T::BATCHES,
             Op::Get | Op::Set | Op::ConcurrentGet | Op::TasksOf(_) => true,
         }
     }
@@ -221,10 +235,15 @@ impl<T: Target> Contender for Timed<T> {
             match op {
                 Op::Get => single(target, workload, budget, start, true).await,
                 Op::Set => single(target, workload, budget, start, false).await,
-                Op::GetMany => batches(target, workload, budget, start, BATCH, true).await,
-                Op::SetMany => batches(target, workload, budget, start, BATCH, false).await,
+                Op::GetMany => batches(target, workload, budget, start, BATCH, Batch::Map).await,
+                Op::SetMany => batches(target, workload, budget, start, BATCH, Batch::Write).await,
                 Op::ConcurrentGet => concurrent(target, workload, budget, start, TASKS).await,
-                Op::BatchOf(keys) => batches(target, workload, budget, start, keys, true).await,
+                Op::BatchOf(keys) => {
+                    batches(target, workload, budget, start, keys, Batch::Map).await
+                }
+                Op::PositionalOf(keys) => {
+                    batches(target, workload, budget, start, keys, Batch::Positional).await
+                }
                 Op::TasksOf(tasks) => concurrent(target, workload, budget, start, tasks).await,
             }
         })
@@ -286,13 +305,24 @@ async fn single<T: Target>(
     })
 }
 
+/// What a batch call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// `get_many`.
+    Map,
+    /// `get_many_positional`.
+    Positional,
+    /// `set_many`.
+    Write,
+}
+
 async fn batches<T: Target>(
     target: &T,
     workload: &SharedWorkload,
     budget: Budget,
     start: usize,
     size: usize,
-    read: bool,
+    call: Batch,
 ) -> BenchResult<Sample> {
     // The batches are cut before the clock starts: building the key list is the caller's
     // business, not the contender's.
@@ -304,12 +334,15 @@ async fn batches<T: Target>(
     let began = Instant::now();
     loop {
         let keys = &runs[calls as usize % runs.len()];
-        if read {
-            let found = target.get_many(keys).await?;
-            misses += keys.len().saturating_sub(found) as u64;
-        } else {
-            target.set_many(keys).await?;
-        }
+        let found = match call {
+            Batch::Map => target.get_many(keys).await?,
+            Batch::Positional => target.get_many_positional(keys).await?,
+            Batch::Write => {
+                target.set_many(keys).await?;
+                keys.len()
+            }
+        };
+        misses += keys.len().saturating_sub(found) as u64;
         units += keys.len() as u64;
         calls += 1;
         if budget.spent(calls, 1, began) {

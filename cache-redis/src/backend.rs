@@ -518,8 +518,9 @@ impl Backend for RedisBackend {
         if condition == Condition::IfNotExists {
             command.arg("NX");
         }
-        let reply: Option<String> = self.core.query("set", Some(key), &command).await?;
-        Ok(reply.is_some())
+        // `OK` when written, nil when `NX` found the key: read as a bare value, not a string.
+        let reply: redis::Value = self.core.query("set", Some(key), &command).await?;
+        Ok(!matches!(reply, redis::Value::Nil))
     }
 
     async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>) -> Result<()> {

@@ -256,6 +256,12 @@ impl<const LOCAL: bool> Target for Facade<LOCAL> {
         Ok(self.cache.get_many(names).await?.len())
     }
 
+    async fn get_many_positional(&self, keys: &[usize]) -> BenchResult<usize> {
+        let names = keys.iter().map(|&key| self.workload.keys[key].as_str());
+        let values = self.cache.get_many_vec(names).await?;
+        Ok(values.iter().flatten().count())
+    }
+
     async fn set_many(&self, keys: &[usize]) -> BenchResult<()> {
         let workload = &self.workload;
         let items = keys
