@@ -160,6 +160,16 @@ impl Budget {
         }
     }
 
+    /// [`Budget::spent`] for batch calls: a full-length slice also makes at least
+    /// [`MIN_BATCH_CALLS`] calls, so that batches of thousands of keys (tens of milliseconds a
+    /// call on a server store) are not timed over two or three calls a slice.
+    fn spent_batches(self, calls: u64, began: Instant) -> bool {
+        match self {
+            Budget::For(slice) if slice >= FULL_SLICE && calls < MIN_BATCH_CALLS => false,
+            _ => self.spent(calls, 1, began),
+        }
+    }
+
     /// The budget of one of `tasks` tasks sharing this one.
     fn share(self, tasks: usize) -> Self {
         match self {
@@ -168,6 +178,11 @@ impl Budget {
         }
     }
 }
+
+/// Calls a full-length slice of batch calls makes at the least.
+pub const MIN_BATCH_CALLS: u64 = 8;
+/// Slices this long or longer are a full run's (a `--quick` slice is 20 ms).
+const FULL_SLICE: Duration = Duration::from_millis(100);
 
 /// What one timed slice did.
 #[derive(Debug, Clone, Copy)]
@@ -345,7 +360,7 @@ async fn batches<T: Target>(
         misses += keys.len().saturating_sub(found) as u64;
         units += keys.len() as u64;
         calls += 1;
-        if budget.spent(calls, 1, began) {
+        if budget.spent_batches(calls, began) {
             break;
         }
     }
@@ -417,4 +432,27 @@ async fn concurrent<T: Target>(
         misses,
         elapsed: began.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_slice_of_batches_makes_its_minimum_of_calls_and_a_quick_one_does_not_wait() {
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or_else(Instant::now);
+        let full = Budget::For(Duration::from_millis(250));
+        assert!(!full.spent_batches(MIN_BATCH_CALLS - 1, long_ago));
+        assert!(full.spent_batches(MIN_BATCH_CALLS, long_ago));
+        assert!(
+            !full.spent_batches(MIN_BATCH_CALLS, Instant::now()),
+            "time still counts"
+        );
+        let quick = Budget::For(Duration::from_millis(20));
+        assert!(quick.spent_batches(1, long_ago));
+        assert!(Budget::Calls(3).spent_batches(3, Instant::now()));
+        assert!(!Budget::Calls(3).spent_batches(2, long_ago));
+    }
 }
