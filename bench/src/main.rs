@@ -137,18 +137,18 @@ async fn run(options: Options) -> BenchResult<bool> {
             options.repeats(),
             (calls / 10).max(1)
         ),
-        None if options.quick => format!(
-            "{} slices of {} ms per contender and operation, after a {} ms warm-up",
-            options.repeats(),
-            options.slice().as_millis(),
-            options.warmup().as_millis()
-        ),
         None => format!(
-            "{} slices of {} ms (and of at least {} batch calls) per contender and operation, \
-             after a {} ms warm-up",
+            "{} slices of {} ms{} per contender and operation, after a {} ms warm-up",
             options.repeats(),
             options.slice().as_millis(),
-            measure::MIN_BATCH_CALLS,
+            if options.quick {
+                String::new()
+            } else {
+                format!(
+                    " (and of at least {} batch calls)",
+                    measure::MIN_BATCH_CALLS
+                )
+            },
             options.warmup().as_millis()
         ),
     };

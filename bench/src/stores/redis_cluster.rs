@@ -1,9 +1,8 @@
 //! The Redis store on a Redis Cluster against redis-rs's own cluster client.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use cache_redis::RedisBackend;
+use cache_redis::{DEFAULT_RESPONSE_TIMEOUT, RedisBackend};
 use redis::Cmd;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -25,7 +24,7 @@ pub async fn setup(url: &str, workload: &SharedWorkload) -> BenchResult<StoreBen
     // for good, so it gets the store's default reply timeout too; the timer costs 3–5% of a
     // single `SET` (9.9k against 9.5k, and 10.8k against 10.2k, per second in two runs).
     let connection = ClusterClientBuilder::new(seed_nodes(url)?)
-        .response_timeout(RESPONSE_TIMEOUT)
+        .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
         .build()?
         .get_async_connection()
         .await?;
@@ -53,9 +52,6 @@ pub async fn setup(url: &str, workload: &SharedWorkload) -> BenchResult<StoreBen
     };
     bench.preloaded().await
 }
-
-/// The store's default `response_timeout`, given to the raw contender's client as well.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The seed nodes of a `redis+cluster://host:port,host:port` URL as redis-rs URLs.
 fn seed_nodes(url: &str) -> BenchResult<Vec<String>> {
