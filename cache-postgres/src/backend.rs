@@ -282,32 +282,7 @@ impl Backend for PostgresBackend {
             )
             .await;
         let rows = core.settle("get_many", None, &mut connection, outcome)?;
-        // Rows come back in no particular order. Each is placed by its key read in place from
-        // the row, against positions indexed by the caller's own keys, so no key is copied.
-        let mut positions: HashMap<&[u8], usize> = HashMap::with_capacity(wanted.len());
-        let mut repeated = false;
-        for (position, key) in wanted.iter().enumerate().rev() {
-            repeated |= positions.insert(key, position).is_some();
-        }
-        let mut found: Vec<Option<Bytes>> = vec![None; wanted.len()];
-        let decode_failed = |error| Error::backend("postgres", "get_many", None, error);
-        for row in rows {
-            let key: &[u8] = row.try_get(0).map_err(decode_failed)?;
-            if let Some(&position) = positions.get(key) {
-                found[position] = Some(ValueOf::bytes(row).map_err(decode_failed)?);
-            }
-        }
-        // A key asked more than once gets the value at each of its places.
-        if repeated {
-            for (position, key) in wanted.iter().enumerate() {
-                if let Some(&first) = positions.get(key)
-                    && first != position
-                {
-                    found[position] = found[first].clone();
-                }
-            }
-        }
-        Ok(found)
+        place_rows("get_many", &wanted, rows, ValueOf::bytes)
     }
 
     async fn set(
@@ -540,19 +515,16 @@ impl Backend for PostgresBackend {
         let mut connection = core.acquire("get_many_with_ttl", None).await?;
         let outcome = core
             .timed(
-                sqlx::query_as::<_, (Vec<u8>, Vec<u8>, Option<i64>)>(
-                    core.sql.get_many_with_ttl.clone(),
-                )
-                .bind(&wanted)
-                .fetch_all(&mut *connection),
+                sqlx::query(core.sql.get_many_with_ttl.clone())
+                    .bind(&wanted)
+                    .fetch_all(&mut *connection),
             )
             .await;
         let rows = core.settle("get_many_with_ttl", None, &mut connection, outcome)?;
-        let rows: HashMap<Vec<u8>, (Bytes, Ttl)> = rows
-            .into_iter()
-            .map(|(key, value, micros)| (key, (Bytes::from(value), ttl_from_micros(micros))))
-            .collect();
-        Ok(wanted.iter().map(|key| rows.get(*key).cloned()).collect())
+        place_rows("get_many_with_ttl", &wanted, rows, |row| {
+            let micros: Option<i64> = row.try_get(2)?;
+            Ok((ValueOf::bytes(row)?, ttl_from_micros(micros)))
+        })
     }
 
     async fn scan(
@@ -700,6 +672,46 @@ impl Backend for PostgresBackend {
         self.core.pool.close().await;
         Ok(())
     }
+}
+
+/// The answer of a batch read in the order of `wanted`: each row of `rows` (its key in the first
+/// column) read by `answer` and placed where its key was asked, `None` where no row came.
+///
+/// Rows come back in no particular order. Each is placed by its key read in place from the row,
+/// against positions indexed by the caller's own keys, so no key is copied; a key asked more
+/// than once gets the answer at each of its places.
+fn place_rows<T: Clone>(
+    operation: &'static str,
+    wanted: &[&[u8]],
+    rows: Vec<PgRow>,
+    answer: impl Fn(PgRow) -> std::result::Result<T, sqlx::Error>,
+) -> Result<Vec<Option<T>>> {
+    let failed = |error| Error::backend("postgres", operation, None, error);
+    // The caller's keys, hashed once each way: foldhash, seeded afresh for every map, costs a
+    // fraction of SipHash on keys of this length, and the map lives for one call.
+    let mut positions: HashMap<&[u8], usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(wanted.len(), foldhash::fast::RandomState::default());
+    let mut repeated = false;
+    for (position, key) in wanted.iter().enumerate().rev() {
+        repeated |= positions.insert(key, position).is_some();
+    }
+    let mut found: Vec<Option<T>> = vec![None; wanted.len()];
+    for row in rows {
+        let key: &[u8] = row.try_get(0).map_err(failed)?;
+        if let Some(&position) = positions.get(key) {
+            found[position] = Some(answer(row).map_err(failed)?);
+        }
+    }
+    if repeated {
+        for (position, key) in wanted.iter().enumerate() {
+            if let Some(&first) = positions.get(key)
+                && first != position
+            {
+                found[position] = found[first].clone();
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// A row's value column as [`Bytes`] without a copy: the row itself is the bytes' owner.
