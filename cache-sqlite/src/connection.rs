@@ -338,6 +338,38 @@ impl Conn {
         })
     }
 
+    /// Opens a read transaction for the statements that follow, deferred so that its snapshot
+    /// is taken by the first of them; whether it did (it does not inside another transaction,
+    /// and the statements then run each in its own).
+    pub(crate) fn begin_read(&self) -> bool {
+        self.db.is_autocommit()
+            && self
+                .db
+                .prepare_cached("BEGIN")
+                .and_then(|mut begin| begin.execute([]))
+                .is_ok()
+    }
+
+    /// Ends any transaction left open, the one [`Conn::begin_read`] opened included: a reader
+    /// connection must never carry an old snapshot into the reads that come next.
+    pub(crate) fn end_read(&self) {
+        if self.db.is_autocommit() {
+            return;
+        }
+        if self
+            .db
+            .prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.execute([]))
+            .is_err()
+            && !self.db.is_autocommit()
+        {
+            let _ = self.db.execute_batch("ROLLBACK");
+        }
+        if !self.db.is_autocommit() {
+            tracing::error!("a SQLite read transaction could not be ended");
+        }
+    }
+
     /// Deletes up to [`PURGE_CHUNK`] expired rows in one transaction; returns how many.
     pub(crate) fn purge_chunk(&self) -> rusqlite::Result<usize> {
         self.transaction(|conn| {

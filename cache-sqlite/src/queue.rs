@@ -78,6 +78,25 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Waits for a job, then takes it and those queued behind it, at most `max` in all, into
+    /// `batch`; `false` once the queue is closed and drained.
+    pub(crate) fn pop_batch(&self, batch: &mut Vec<T>, max: usize) -> bool {
+        let Some(first) = self.pop() else {
+            return false;
+        };
+        batch.push(first);
+        let mut state = self.lock();
+        let behind = state.jobs.len().min(max.saturating_sub(1));
+        batch.extend(state.jobs.drain(..behind));
+        true
+    }
+
+    /// How many jobs are queued.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
     /// The next job, waiting until `deadline` at most (forever if `None`).
     pub(crate) fn pop_until(&self, deadline: Option<Instant>) -> Popped<T> {
         let mut state = self.lock();

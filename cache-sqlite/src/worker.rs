@@ -31,6 +31,9 @@ use crate::sql::{Sql, now_millis};
 /// At most this many queued writes share one transaction, so that one commit never holds the
 /// write lock for long.
 const MAX_GROUP: usize = 128;
+/// The most read jobs a reader thread runs in one read transaction: few enough that the WAL
+/// snapshot they share is held for microseconds, and a checkpoint is not held up by it.
+const MAX_READ_BATCH: usize = 32;
 
 /// Expired rows deleted per purge transaction. The writer runs one chunk per turn of its loop,
 /// so a write of this process queued meanwhile waits for one chunk, not for the whole purge, and
@@ -161,9 +164,7 @@ impl Workers {
                 match opened {
                     Ok((conn, spare)) => {
                         let _ = ready.send(Ok(spare));
-                        while let Some(job) = queue.pop() {
-                            job(&conn);
-                        }
+                        read_loop(&conn, &queue);
                     }
                     Err(error) => {
                         let _ = ready.send(Err(error));
@@ -301,6 +302,30 @@ impl Drop for Workers {
         self.writer.close();
         self.readers.close();
     }
+}
+
+/// A reader thread's loop: it takes the jobs queued so far, at most [`MAX_READ_BATCH`], and runs
+/// them in one read transaction ([`run_reads`]), until the queue is closed and drained.
+fn read_loop(conn: &Conn, queue: &Queue<ReadJob>) {
+    let mut batch: Vec<ReadJob> = Vec::with_capacity(MAX_READ_BATCH);
+    while queue.pop_batch(&mut batch, MAX_READ_BATCH) {
+        run_reads(conn, &mut batch);
+    }
+}
+
+/// Runs the queued read jobs of `batch`, emptying it. Two or more share one read transaction:
+/// SQLite then takes its WAL read lock once for all of them rather than once per statement,
+/// and that lock goes through a mutex that every connection of the process to the file shares
+/// (`unixShmLock`), the point where concurrent reads queue. Every job was queued before the
+/// transaction's first read, so each sees every write that had returned before it was asked.
+fn run_reads(conn: &Conn, batch: &mut Vec<ReadJob>) {
+    if batch.len() > 1 {
+        conn.begin_read();
+    }
+    for job in batch.drain(..) {
+        job(conn);
+    }
+    conn.end_read();
 }
 
 /// Held by a worker thread while it runs, and dropped however the thread ends, a panic
@@ -669,5 +694,86 @@ mod tests {
             "{purge}"
         );
         assert!(!purge.contains("SCAN t"), "{purge}");
+    }
+
+    /// Reads queued behind a busy reader thread run together in one read transaction, and the
+    /// transaction ends with them: each round's reads see the write that returned before they
+    /// were asked, never a snapshot an earlier batch kept open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_reads_share_one_snapshot_and_leave_none_behind() {
+        const QUEUED: usize = 8;
+        let dir = tempfile::tempdir().unwrap();
+        let workers = Arc::new(
+            Workers::start(Settings {
+                target: Target::File(dir.path().join("cache.db")),
+                table: "t".to_owned(),
+                busy_timeout: Duration::from_secs(1),
+                purge_interval: None,
+                readers: 1,
+                mode: crate::config::DEFAULT_MODE,
+                inline_reads: false,
+            })
+            .await
+            .unwrap(),
+        );
+        for round in 0..10u8 {
+            settled(workers.write(move |conn, _| {
+                conn.db.execute(
+                    "INSERT OR REPLACE INTO t (key, value) VALUES ('k', ?1)",
+                    [vec![round]],
+                )
+            }))
+            .await
+            .unwrap();
+            // The only reader thread waits inside a job until the reads below are queued.
+            let (release, hold) = std::sync::mpsc::channel::<()>();
+            let (entered, inside) = oneshot::channel::<()>();
+            let mut entered = Some(entered);
+            let holding = {
+                let workers = Arc::clone(&workers);
+                tokio::spawn(async move {
+                    workers
+                        .read(move |_, _| {
+                            if let Some(entered) = entered.take() {
+                                let _ = entered.send(());
+                            }
+                            let _ = hold.recv_timeout(Duration::from_secs(10));
+                            Ok(())
+                        })
+                        .await
+                })
+            };
+            settled(inside).await.unwrap();
+            let reads: Vec<_> = (0..QUEUED)
+                .map(|_| {
+                    let workers = Arc::clone(&workers);
+                    tokio::spawn(async move {
+                        workers
+                            .read(|conn, _| {
+                                let value: Vec<u8> = conn.db.query_row(
+                                    "SELECT value FROM t WHERE key = 'k'",
+                                    [],
+                                    |row| row.get(0),
+                                )?;
+                                Ok((value, conn.db.is_autocommit()))
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while workers.readers.len() < QUEUED {
+                assert!(Instant::now() < deadline, "the reads were never queued");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            release.send(()).unwrap();
+            settled(holding).await.unwrap().unwrap();
+            for read in reads {
+                let (value, alone) = settled(read).await.unwrap().unwrap();
+                assert_eq!(value, vec![round], "a read saw an older write");
+                assert!(!alone, "queued reads run in one read transaction");
+            }
+        }
+        settled(workers.close()).await;
     }
 }
