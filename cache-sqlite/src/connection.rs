@@ -79,9 +79,11 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// How many connections serve inline reads: one per two reader threads. When every one is
-    /// in use, concurrent reads go to the reader threads, which then overlap their SQLite work
-    /// with the tasks' decoding (64 tasks read 1.04× as fast as through reader threads alone,
-    /// where one inline connection per reader read 0.97×).
+    /// in use, concurrent reads go to the reader threads, which run those queued together in one
+    /// read transaction. More inline connections do not help: two threads reading the file at
+    /// once queue on SQLite's shared-memory lock mutex (`unixShmLock`) and sleep there; with
+    /// two inline connections on two cores, 64 tasks kept 1.36 cores busy against 1.70 with
+    /// one, and read fewer gets a second.
     pub(crate) fn inline_connections(&self) -> usize {
         if self.inline_reads {
             self.readers.div_ceil(2)
